@@ -1,0 +1,1 @@
+"""Pieces both services need, written once: settings, errors, JSON, logging, metrics, lifecycle."""

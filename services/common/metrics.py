@@ -1,0 +1,55 @@
+"""Prometheus exposition that stays correct under several Gunicorn worker processes.
+
+Each worker writes its samples to files in ``PROMETHEUS_MULTIPROC_DIR``; ``/metrics`` (served by
+any worker) sums them. The directory must be set before ``prometheus_client`` is first imported
+in a worker, which is why :func:`prepare_multiprocess_dir` runs in the Gunicorn master.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from flask import Response
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess_dir() -> Path:
+    """Create (or empty) the shared sample directory; called once, in the master, before fork."""
+    configured = os.environ.get(ENV)
+    if configured:
+        path = Path(configured)
+        if path.exists():
+            for child in path.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        path = Path(tempfile.mkdtemp(prefix="modelserver-metrics-"))
+        os.environ[ENV] = str(path)
+    return path
+
+
+def mark_process_dead(pid: int) -> None:
+    if os.environ.get(ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def metrics_response() -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+    if os.environ.get(ENV):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

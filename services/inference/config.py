@@ -1,0 +1,122 @@
+"""Inference settings, from ``INFERENCE_*`` environment variables.
+
+``python -m services.inference.config`` prints this table for the docs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common import settings
+from services.common.settings import setting
+
+PREFIX = "INFERENCE_"
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    model_root: Path = setting(
+        Path("models"), "Directory of models: `<name>/<integer version>/model.keras`.",
+        aliases=("MODEL_ROOT",),
+    )
+    bind: str = setting("127.0.0.1:8080", "Address Gunicorn listens on (`host:port`).")
+    workers: int = setting(
+        2, "Gunicorn worker processes; each loads every model (memory = workers x models).",
+        minimum=1,
+    )
+    threads: int = setting(
+        32, "Threads per worker. Concurrent requests in one worker are what batching merges.",
+        minimum=1,
+    )
+    tf_threads: int = setting(
+        0, "TensorFlow intra-op threads per worker; 0 = CPUs available / workers (at least 1).",
+        minimum=0,
+    )
+    timeout: int = setting(
+        60, "Gunicorn worker timeout, seconds; also bounds model loading at start.", minimum=1
+    )
+    graceful_timeout: int = setting(
+        25, "Seconds a stopping worker gets to finish in-flight requests.", minimum=0
+    )
+    keepalive: int = setting(
+        75, "Keep-alive seconds; longer than the proxy's upstream idle timeout (nginx: 60).",
+        minimum=0,
+    )
+    max_body_bytes: int = setting(
+        8 * 1024 * 1024, "Largest request body accepted; larger ones get 413.", minimum=1
+    )
+    request_timeout: float = setting(
+        30.0, "Seconds a request may wait for its result before it gets 504.", minimum=0.001
+    )
+    max_batch_size: int = setting(
+        64, "Most rows merged into one model call.", minimum=1
+    )
+    max_latency_ms: float = setting(
+        0.0, "How long a batch may wait for company; 0 = a lone request runs at once.",
+        minimum=0.0,
+    )
+    queue_budget_ms: float = setting(
+        1000.0,
+        "Admission budget: a request whose expected queue wait exceeds it gets 503 + Retry-After.",
+        minimum=1.0,
+    )
+    max_queue_rows: int = setting(
+        4096, "Hard bound on rows waiting per model version, whatever the expected wait.",
+        minimum=1,
+    )
+    version_policy: str = setting(
+        "latest:2", "Versions kept loaded per model: `latest:N` or `all`."
+    )
+    poll_seconds: float = setting(
+        2.0, "How often the model root is rescanned for new, changed or removed versions; 0 = never.",
+        minimum=0.0,
+    )
+    allow_signature_change: bool = setting(
+        False, "Let a new version change input/output names, dtypes or shapes (off: it is refused)."
+    )
+    allow_nonfinite: bool = setting(
+        False, "Accept NaN/Infinity in inputs (TF Serving's JSON tokens); off: 400."
+    )
+    log_level: str = setting("info", "Log level: debug, info, warning, error.")
+
+    @property
+    def kept_versions(self) -> int | None:
+        """How many newest versions to keep loaded; None keeps all."""
+        policy = self.version_policy.strip().lower()
+        if policy == "all":
+            return None
+        name, _, count = policy.partition(":")
+        if name != "latest" or not count.isdigit() or int(count) < 1:
+            raise settings.SettingsError(
+                f"{PREFIX}VERSION_POLICY={self.version_policy!r}: expected latest:N (N >= 1) or all"
+            )
+        return int(count)
+
+    def tf_intra_op_threads(self) -> int:
+        if self.tf_threads:
+            return self.tf_threads
+        return max(1, available_cpus() // self.workers)
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the affinity mask, and a cgroup CPU quota when one is set."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def load_settings(**overrides: object) -> InferenceSettings:
+    result = settings.load(InferenceSettings, PREFIX, **overrides)
+    result.kept_versions  # validate early  # noqa: B018
+    return result
+
+
+if __name__ == "__main__":
+    print(settings.describe(InferenceSettings, PREFIX))

@@ -1,0 +1,186 @@
+"""Tensors at the edge: datatypes, signatures, and turning request data into checked arrays.
+
+Pure numpy, no TensorFlow and no Flask, so both protocols and the tests share one validator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from services.common.errors import ClientError
+
+# Open Inference Protocol datatype -> (numpy dtype, TensorFlow DataType name).
+DATATYPES: dict[str, tuple[np.dtype, str]] = {
+    "BOOL": (np.dtype(np.bool_), "DT_BOOL"),
+    "UINT8": (np.dtype("<u1"), "DT_UINT8"),
+    "UINT16": (np.dtype("<u2"), "DT_UINT16"),
+    "UINT32": (np.dtype("<u4"), "DT_UINT32"),
+    "UINT64": (np.dtype("<u8"), "DT_UINT64"),
+    "INT8": (np.dtype("<i1"), "DT_INT8"),
+    "INT16": (np.dtype("<i2"), "DT_INT16"),
+    "INT32": (np.dtype("<i4"), "DT_INT32"),
+    "INT64": (np.dtype("<i8"), "DT_INT64"),
+    "FP16": (np.dtype("<f2"), "DT_HALF"),
+    "FP32": (np.dtype("<f4"), "DT_FLOAT"),
+    "FP64": (np.dtype("<f8"), "DT_DOUBLE"),
+}
+_BY_NUMPY = {dtype: name for name, (dtype, _) in DATATYPES.items()}
+
+# Which kinds of source data a target dtype kind accepts without changing what the values mean.
+_ACCEPTS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}
+_KIND_WORDS = {"f": "numbers", "i": "integers", "u": "integers", "b": "booleans"}
+
+
+def datatype_of(dtype: np.dtype) -> str:
+    try:
+        return _BY_NUMPY[np.dtype(dtype).newbyteorder("<") if dtype.byteorder == ">" else dtype]
+    except KeyError:
+        raise ValueError(f"no Open Inference Protocol datatype for {dtype}") from None
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a model; ``shape[0]`` is the batch dimension (None)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+
+    @property
+    def datatype(self) -> str:
+        return datatype_of(self.dtype)
+
+    @property
+    def tf_dtype(self) -> str:
+        return DATATYPES[self.datatype][1]
+
+    @property
+    def wire_shape(self) -> list[int]:
+        return [-1 if dim is None else dim for dim in self.shape]
+
+    def compatible_with(self, other: TensorSpec) -> bool:
+        return (self.name, self.dtype, self.shape) == (other.name, other.dtype, other.shape)
+
+    def example(self, rows: int) -> np.ndarray:
+        """A zero batch of ``rows`` rows, 1 for every other free dimension (for warm-up)."""
+        return np.zeros((rows, *(dim or 1 for dim in self.shape[1:])), dtype=self.dtype)
+
+
+def element_count(shape: Sequence[int]) -> int:
+    # Python ints: a hostile shape like [1e9, 1e9] must not overflow into a plausible number.
+    return math.prod(shape)
+
+
+def parse_shape(value: Any, where: str) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in value
+    ):
+        raise ClientError(f"{where}: 'shape' must be a list of non-negative integers, got {value!r}"[:300])
+    return value
+
+
+def _as_array(data: Any, where: str) -> np.ndarray:
+    try:
+        array = np.asarray(data)
+    except (ValueError, OverflowError, TypeError) as error:
+        text = str(error)
+        if "inhomogeneous" in text or "sequence" in text:
+            raise ClientError(f"{where}: ragged nested lists; every row must have the same shape") from None
+        raise ClientError(f"{where}: not a numeric array ({text[:120]})") from None
+    if array.dtype.kind not in "biuf":
+        found = {"U": "strings", "S": "strings", "O": "nulls, objects or mixed values"}.get(
+            array.dtype.kind, str(array.dtype)
+        )
+        raise ClientError(f"{where}: expected numbers or booleans, got {found}")
+    return array
+
+
+def convert(
+    array: np.ndarray, spec: TensorSpec, where: str, *, allow_nonfinite: bool
+) -> np.ndarray:
+    """Cast ``array`` to the model's dtype if that keeps its meaning, and check its shape."""
+    target = spec.dtype
+    if array.dtype.kind not in _ACCEPTS[target.kind]:
+        raise ClientError(
+            f"{where}: model input '{spec.name}' takes {_KIND_WORDS[target.kind]} "
+            f"({spec.datatype}), got {_KIND_WORDS.get(array.dtype.kind, str(array.dtype))}"
+        )
+    if target.kind in "iu" and array.size:
+        info = np.iinfo(target)
+        if array.min() < info.min or array.max() > info.max:
+            raise ClientError(f"{where}: values out of range for {spec.datatype}")
+    if array.dtype != target:
+        array = array.astype(target)
+    if target.kind == "f" and not allow_nonfinite and not np.isfinite(array).all():
+        raise ClientError(f"{where}: NaN or Infinity in input '{spec.name}' is not allowed")
+    check_shape(array.shape, spec, where)
+    return array
+
+
+def check_shape(shape: Sequence[int], spec: TensorSpec, where: str) -> None:
+    if len(shape) >= 1 and shape[0] == 0:
+        raise ClientError(f"{where}: input '{spec.name}' has an empty batch")
+    ok = len(shape) == len(spec.shape) and all(
+        want is None or want == got for want, got in zip(spec.shape[1:], shape[1:], strict=False)
+    )
+    if not ok:
+        raise ClientError(
+            f"{where}: input '{spec.name}' expects shape {spec.wire_shape} "
+            f"(first dimension = batch), got {list(shape)}"
+        )
+
+
+def from_json(data: Any, spec: TensorSpec, where: str, *, allow_nonfinite: bool) -> np.ndarray:
+    """Nested JSON lists (batch first) -> a checked array for ``spec``."""
+    return convert(_as_array(data, where), spec, where, allow_nonfinite=allow_nonfinite)
+
+
+def from_typed_json(
+    data: Any, datatype: str, shape: list[int], spec: TensorSpec, where: str, *, allow_nonfinite: bool
+) -> np.ndarray:
+    """V2 tensor data (flat or nested) declared with ``datatype`` and ``shape``."""
+    shape = parse_shape(shape, where)
+    if datatype not in DATATYPES:
+        raise ClientError(f"{where}: unknown datatype {datatype!r}; expected one of {sorted(DATATYPES)}"[:300])
+    array = _as_array(data, where)
+    declared = DATATYPES[datatype][0]
+    if array.dtype.kind not in _ACCEPTS[declared.kind]:
+        raise ClientError(
+            f"{where}: datatype {datatype} needs {_KIND_WORDS[declared.kind]}, "
+            f"got {_KIND_WORDS.get(array.dtype.kind, str(array.dtype))}"
+        )
+    if array.size != element_count(shape):
+        raise ClientError(
+            f"{where}: shape {shape} holds {element_count(shape)} elements, data has {array.size}"
+        )
+    if declared.kind in "iu" and array.size:
+        info = np.iinfo(declared)
+        if array.min() < info.min or array.max() > info.max:
+            raise ClientError(f"{where}: values out of range for {datatype}")
+    array = array.astype(declared, copy=False).reshape(shape)
+    return convert(array, spec, where, allow_nonfinite=allow_nonfinite)
+
+
+def from_bytes(
+    raw: memoryview | bytes, datatype: str, shape: list[int], spec: TensorSpec, where: str,
+    *, allow_nonfinite: bool,
+) -> np.ndarray:
+    """A binary-extension tensor: little-endian, row-major, ``BOOL`` one byte per element."""
+    shape = parse_shape(shape, where)
+    if datatype not in DATATYPES:
+        raise ClientError(f"{where}: unknown datatype {datatype!r}; binary data supports {sorted(DATATYPES)}"[:300])
+    declared = DATATYPES[datatype][0]
+    expected = element_count(shape) * declared.itemsize
+    if len(raw) != expected:
+        raise ClientError(
+            f"{where}: shape {shape} of {datatype} needs {expected} bytes, got {len(raw)}"
+        )
+    array = np.frombuffer(raw, dtype=declared).reshape(shape)
+    if declared.kind == "b" and array.size and array.view(np.uint8).max() > 1:
+        raise ClientError(f"{where}: BOOL bytes must be 0 or 1")
+    return convert(array, spec, where, allow_nonfinite=allow_nonfinite)

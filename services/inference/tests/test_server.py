@@ -1,0 +1,294 @@
+"""The inference service for real: Gunicorn, HTTP, real clients of both protocols."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from tests.support import models
+from tests.support.load import Load
+from tests.support.servers import start_inference
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, digits_version, multi_version):
+    root = tmp_path_factory.mktemp("served") / "models"
+    models.copy_version(digits_version, root, "digits", 1)
+    models.copy_version(multi_version, root, "multi", 1)
+    process, url = start_inference(root, root.parent / "server.log", env={"INFERENCE_WORKERS": "2"})
+    yield url
+    assert process.stop() == 0, process.log_tail()
+
+
+@pytest.fixture(scope="module")
+def reference(digits_version):
+    """The model's own answers, computed in this process with plain Keras."""
+    import keras
+
+    model = keras.saving.load_model(digits_version / "model.keras", safe_mode=True)
+    return lambda x: model.predict(x, verbose=0)
+
+
+def assert_json_error(response: requests.Response, status: int, fragment: str = "") -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str)
+    assert fragment in body["error"], body["error"]
+
+
+# -- TensorFlow Serving REST, as its documentation's examples call it ---------------------------
+
+
+def test_tfs_documented_examples(server, digits_data, reference):
+    x = digits_data[0][:3]
+    # `curl -d '{"instances": ...}' -X POST .../v1/models/digits:predict` (form content type)
+    curl_like = requests.post(
+        f"{server}/v1/models/digits:predict", data=json.dumps({"instances": x.tolist()}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert curl_like.status_code == 200, curl_like.text
+    predictions = np.array(curl_like.json()["predictions"])
+    np.testing.assert_allclose(predictions, reference(x), atol=1e-5)
+    # requests.post(url, data=json.dumps(...)): no content type at all.
+    bare = requests.post(f"{server}/v1/models/digits/versions/1:predict", data=json.dumps({"instances": x.tolist()}))
+    np.testing.assert_allclose(np.array(bare.json()["predictions"]), predictions, atol=1e-6)
+    columnar = requests.post(f"{server}/v1/models/digits:predict", json={"inputs": x.tolist()})
+    np.testing.assert_allclose(np.array(columnar.json()["outputs"]), predictions, atol=1e-6)
+    status = requests.get(f"{server}/v1/models/digits").json()
+    assert status == {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]}
+    assert requests.get(f"{server}/v1/models/digits/versions/1").json() == status
+    meta = requests.get(f"{server}/v1/models/digits/metadata").json()
+    assert "pixels" in meta["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+
+
+def test_api_accuracy_on_the_held_out_split(server, digits_data):
+    x, y = digits_data
+    response = requests.post(f"{server}/v1/models/digits:predict", json={"instances": x.tolist()})
+    predicted = np.argmax(np.array(response.json()["predictions"]), axis=1)
+    assert (predicted == y).mean() >= 0.95
+
+
+# -- Open Inference Protocol with NVIDIA's own client --------------------------------------------
+
+
+def test_tritonclient_unchanged(server, digits_data, reference):
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=server.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("digits") and client.is_model_ready("digits", "1")
+    assert not client.is_model_ready("nope")
+    meta = client.get_model_metadata("digits")
+    assert meta["inputs"] == [{"name": "pixels", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]
+    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+    x = digits_data[0][:5]
+    for binary in (True, False):
+        tensor = triton.InferInput("pixels", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=binary)
+        wanted = triton.InferRequestedOutput("probabilities", binary_data=binary)
+        result = client.infer("digits", [tensor], outputs=[wanted], request_id=f"req-{binary}")
+        np.testing.assert_allclose(result.as_numpy("probabilities"), reference(x), atol=1e-5)
+        assert result.get_response()["id"] == f"req-{binary}"
+        assert result.get_response()["model_version"] == "1"
+    client.close()
+
+
+def test_v2_datatypes_on_a_multi_input_model(server):
+    def infer(inputs, outputs=None):
+        payload = {"id": "dt", "inputs": inputs}
+        if outputs:
+            payload["outputs"] = outputs
+        return requests.post(f"{server}/v2/models/multi/infer", json=payload)
+
+    good = [
+        {"name": "ids", "shape": [2, 3], "datatype": "INT32", "data": [1, 2, 3, 4, 5, 6]},
+        {"name": "flags", "shape": [2, 2], "datatype": "BOOL", "data": [[True, False], [False, True]]},
+        {"name": "scale", "shape": [2, 2], "datatype": "FP64", "data": [0.5, 1.5, 2.5, 3.5]},
+    ]
+    response = infer(good, outputs=[{"name": "score"}])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == "dt"
+    assert [(o["name"], o["datatype"], o["shape"]) for o in body["outputs"]] == [("score", "FP64", [2, 1])]
+    as_int64 = [dict(good[0], datatype="INT64"), good[1], dict(good[2], datatype="FP32")]
+    assert infer(as_int64).status_code == 200
+    as_float = [dict(good[0], datatype="FP32", data=[1.0, 2, 3, 4, 5, 6]), good[1], good[2]]
+    assert_json_error(infer(as_float), 400, "takes integers")
+    as_numbers = [good[0], dict(good[1], datatype="INT32", data=[1, 0, 0, 1]), good[2]]
+    assert_json_error(infer(as_numbers), 400, "takes booleans")
+    out_of_table = [dict(good[0], data=[1, 2, 3, 4, 5, 60]), good[1], good[2]]
+    assert_json_error(infer(out_of_table), 400, "model rejected the input")
+
+
+# -- bad input: always a JSON error with the right status, never a 500 ---------------------------
+
+PIXELS = [[[[0.5]] * 8] * 8]
+
+
+@pytest.mark.parametrize(
+    "path, kwargs, status, fragment",
+    [
+        ("/v1/models/digits:predict", {"data": b"{not json"}, 400, "malformed JSON"),
+        ("/v1/models/digits:predict", {"json": {"instances": [[1, 2, 3]]}}, 400, "expects shape [-1, 8, 8, 1]"),
+        ("/v1/models/digits:predict", {"json": {"instances": [[[[1]] * 8] * 8, [[1]]]}}, 400, "ragged"),
+        ("/v1/models/digits:predict", {"json": {"instances": [[[["x"]] * 8] * 8]}}, 400, "got strings"),
+        ("/v1/models/digits:predict", {"data": b'{"instances": [[[[NaN]]]]}'}, 400, "malformed JSON"),
+        ("/v1/models/digits:predict", {"json": {"signature_name": "serving_default"}}, 400, "exactly one of"),
+        ("/v1/models/digits:predict", {"json": {"instances": PIXELS}, "headers": {"Content-Type": "text/plain"}},
+         415, "expected Content-Type application/json"),
+        ("/v1/models/nope:predict", {"json": {"instances": PIXELS}}, 404, "model 'nope' not found"),
+        ("/v1/models/digits/versions/7:predict", {"json": {"instances": PIXELS}}, 404, "version 7 not found"),
+        ("/v1/models/digits/versions/x:predict", {"json": {"instances": PIXELS}}, 404, "versions are integers"),
+        ("/v2/models/digits/infer", {"json": {"inputs": [{"name": "pixels", "shape": [1, 8, 8, 1],
+                                                          "datatype": "FP32", "data": [True] * 64}]}},
+         400, "needs numbers"),
+        ("/v2/models/digits/infer", {"json": {"inputs": [{"name": "pixels", "datatype": "FP32", "data": [1]}]}},
+         400, "'shape' must be a list"),
+        ("/v2/models/digits/infer", {"data": b'{"inputs": []}', "headers": {"Content-Type": "application/xml"}},
+         415, "application/octet-stream"),
+        ("/nothing/here", {"json": {}}, 404, "no such path"),
+        ("/v1/models/digits", {"json": {}}, 405, "method not allowed"),
+    ],
+)
+def test_bad_requests_get_clear_json_errors(server, path, kwargs, status, fragment):
+    assert_json_error(requests.post(f"{server}{path}", **kwargs), status, fragment)
+
+
+def test_a_body_over_the_limit_gets_413_before_it_is_read(server):
+    response = requests.post(
+        f"{server}/v1/models/digits:predict", data=b" " * (9 * 1024 * 1024),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_json_error(response, 413, "too large")
+
+
+def test_deep_nesting_and_nonfinite_tokens_are_client_errors(server):
+    deep = b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    assert_json_error(requests.post(f"{server}/v1/models/digits:predict", data=deep), 400)
+    assert requests.get(f"{server}/healthz").status_code == 200
+
+
+# -- correctness under concurrency, metrics, health ----------------------------------------------
+
+
+def test_concurrent_predictions_equal_the_models_own(server, digits_data, reference):
+    x = digits_data[0][:96]
+    expected = reference(x)
+
+    def call(i: int) -> np.ndarray:
+        rows = x[i : i + 1 + i % 3]
+        if i % 2:
+            response = requests.post(f"{server}/v1/models/digits:predict", json={"instances": rows.tolist()})
+            return np.array(response.json()["predictions"])
+        payload = {"inputs": [{"name": "pixels", "shape": list(rows.shape), "datatype": "FP32",
+                               "data": rows.ravel().tolist()}]}
+        response = requests.post(f"{server}/v2/models/digits/infer", json=payload)
+        return np.array(response.json()["outputs"][0]["data"]).reshape(len(rows), 10)
+
+    with ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(call, range(90)))
+    for i, result in enumerate(results):
+        np.testing.assert_allclose(result, expected[i : i + 1 + i % 3], atol=1e-5)
+    metrics = requests.get(f"{server}/metrics").text
+    batch_sum = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                    if line.startswith('modelserver_batch_size_sum{model="digits"'))
+    assert batch_sum >= sum(1 + i % 3 for i in range(90))
+    assert 'modelserver_requests_total{model="digits",protocol="v2",status="200",version="1"}' in metrics
+    assert "modelserver_inflight_requests" in metrics
+    assert 'modelserver_model_load_seconds{model="digits",version="1"}' in metrics
+
+
+def test_health_readiness_and_request_ids(server):
+    assert requests.get(f"{server}/healthz").json() == {"status": "ok"}
+    ready = requests.get(f"{server}/readyz")
+    assert ready.status_code == 200 and ready.json()["models"] == {"digits": 1, "multi": 1}
+    assert requests.get(f"{server}/v2/health/live").status_code == 200
+    assert requests.get(f"{server}/v2/health/ready").json() == {"ready": True}
+    echoed = requests.get(f"{server}/healthz", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["X-Request-ID"] == "abc-123"
+    injected = requests.get(f"{server}/healthz", headers={"X-Request-ID": "abc\tSet-Cookie: x=1"})
+    assert injected.headers["X-Request-ID"] != "abc\tSet-Cookie: x=1"
+
+
+# -- live upgrade, broken versions, shutdown ------------------------------------------------------
+
+
+def v2_infer(url: str, session: requests.Session) -> requests.Response:
+    payload = {"inputs": [{"name": "pixels", "shape": [1, 8, 8, 1], "datatype": "FP32", "data": [0.5] * 64}]}
+    return session.post(f"{url}/v2/models/digits/infer", json=payload, timeout=30)
+
+
+def test_live_upgrade_under_load_and_a_broken_version_changes_nothing(model_root, digits_version, tmp_path):
+    process, url = start_inference(model_root, tmp_path / "server.log", env={"INFERENCE_WORKERS": "2"})
+    try:
+        with Load(lambda s: v2_infer(url, s), concurrency=8, max_seconds=60,
+                  classify=lambda r: r.json()["model_version"]) as load:
+            load.wait_for(200)
+            models.copy_version(digits_version, model_root, "digits", 2)
+            appeared = time.monotonic()
+            while load.result.seen["2"] < 50 and time.monotonic() - appeared < 15:
+                time.sleep(0.1)
+            switched = time.monotonic() - appeared
+            # Every request after the switch should be answered by version 2, in both workers.
+            before = load.result.seen["1"]
+            time.sleep(1.5)
+            assert load.result.seen["1"] == before, "a worker still serves version 1"
+        result = load.result
+        assert result.failures == 0, (result.statuses, result.errors)
+        assert switched < 10, f"version 2 took {switched:.1f}s to serve"
+        assert result.seen["1"] > 0 and result.seen["2"] > 0
+
+        broken = model_root / "digits" / "3"
+        broken.mkdir()
+        (broken / "model.keras").write_bytes(b"this is not a keras file")
+        deadline = time.monotonic() + 10
+        states = {}
+        while time.monotonic() < deadline:
+            states = {s["version"]: s for s in requests.get(f"{url}/v1/models/digits").json()["model_version_status"]}
+            if states.get("3", {}).get("state") == "END":
+                break
+            time.sleep(0.2)
+        assert states["3"]["state"] == "END" and states["3"]["status"]["error_message"]
+        assert states["2"]["state"] == "AVAILABLE"
+        assert v2_infer(url, requests.Session()).json()["model_version"] == "2"
+        assert "failed to load" in process.log_tail(200)
+    finally:
+        process.stop()
+
+
+def test_sigterm_lets_accepted_requests_finish(model_root, tmp_path, digits_data):
+    # Admission limits out of the way: this is about shutdown, not overload.
+    process, url = start_inference(model_root, tmp_path / "server.log", env={
+        "INFERENCE_MAX_QUEUE_ROWS": "1000000", "INFERENCE_QUEUE_BUDGET_MS": "60000"})
+    big = {"instances": np.repeat(digits_data[0][:1], 4000, axis=0).tolist()}  # ~0.1 s each
+    results: list[int] = []
+
+    def call() -> None:
+        response = requests.post(f"{url}/v1/models/digits:predict", json=big, timeout=60)
+        results.append(response.status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(12)]
+    for t in threads:
+        t.start()
+    time.sleep(0.8)  # all sent and being worked through, one batch at a time
+    started = time.monotonic()
+    exit_code = process.stop(signal.SIGTERM, timeout=40)
+    for t in threads:
+        t.join(60)
+    assert exit_code == 0, process.log_tail()
+    assert results == [200] * 12
+    assert time.monotonic() - started < 30

@@ -1,0 +1,93 @@
+"""A bounded concurrent load loop that counts every outcome, for tests run under traffic."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+
+
+@dataclass
+class LoadResult:
+    statuses: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)  # transport failures, by exception type
+    seen: Counter = field(default_factory=Counter)  # whatever `classify` returns for 200s
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values()) + sum(self.errors.values())
+
+    @property
+    def failures(self) -> int:
+        return self.total - self.statuses.get(200, 0)
+
+
+class Load:
+    """``concurrency`` threads repeating ``send`` until stopped, ``max_requests`` or ``max_seconds``."""
+
+    def __init__(
+        self,
+        send: Callable[[requests.Session], requests.Response],
+        *,
+        concurrency: int = 8,
+        max_requests: int = 100_000,
+        max_seconds: float = 120,
+        classify: Callable[[requests.Response], object] | None = None,
+    ) -> None:
+        self._send = send
+        self._classify = classify
+        self._concurrency = concurrency
+        self._max_requests = max_requests
+        self._max_seconds = max_seconds
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.result = LoadResult()
+
+    def __enter__(self) -> Load:
+        deadline = time.monotonic() + self._max_seconds
+        for _ in range(self._concurrency):
+            thread = threading.Thread(target=self._run, args=(deadline,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> LoadResult:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+        return self.result
+
+    def wait_for(self, requests_done: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.result.total < requests_done and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _run(self, deadline: float) -> None:
+        session = requests.Session()
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if self.result.total >= self._max_requests:
+                    return
+            started = time.perf_counter()
+            try:
+                response = self._send(session)
+            except requests.RequestException as error:
+                with self._lock:
+                    self.result.errors[type(error).__name__] += 1
+                continue
+            elapsed = time.perf_counter() - started
+            label = self._classify(response) if self._classify and response.status_code == 200 else None
+            with self._lock:
+                self.result.statuses[response.status_code] += 1
+                self.result.latencies.append(elapsed)
+                if label is not None:
+                    self.result.seen[label] += 1
