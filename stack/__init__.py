@@ -1,0 +1,1 @@
+"""The whole path on one machine: nginx → gateway → inference replicas (`make run`)."""

@@ -1,0 +1,69 @@
+"""Render the nginx template shared with the Helm chart.
+
+The template lives in the chart (``helm/modelserver/files/nginx.conf.template``) because Helm can
+only read files inside a chart; the local stack reads the same file, so the configuration CI
+tests is the configuration that runs in the cluster. Placeholders are ``${UPPER_CASE}`` (nginx's
+own variables are lower case, so the two never collide).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "helm/modelserver/files/nginx.conf.template"
+PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+PLACEHOLDERS = (
+    "WORKER_PROCESSES", "PID_FILE", "ERROR_LOG", "ACCESS_LOG", "TEMP_DIR", "LISTEN",
+    "UPSTREAM_SERVERS", "CLIENT_MAX_BODY_SIZE", "PROXY_READ_TIMEOUT", "RATE_LIMIT", "RATE_BURST",
+)
+
+
+@dataclass(frozen=True)
+class NginxSettings:
+    listen: str  # "127.0.0.1:8080" locally, "8080" in a pod
+    upstreams: Sequence[str]  # gateway addresses, host:port
+    run_dir: Path  # pid file and temp files
+    access_log: str = "off"
+    error_log: str = "stderr"
+    client_max_body_size: str = "8m"
+    proxy_read_timeout: str = "60s"
+    rate_limit: str = "2000r/s"
+    rate_burst: int = 4000
+    worker_processes: str = "auto"
+
+    def values(self) -> dict[str, str]:
+        servers = "\n        ".join(f"server {address} max_fails=1 fail_timeout=2s;" for address in self.upstreams)
+        return {
+            "WORKER_PROCESSES": self.worker_processes,
+            "PID_FILE": str(self.run_dir / "nginx.pid"),
+            "ERROR_LOG": self.error_log,
+            "ACCESS_LOG": self.access_log,
+            "TEMP_DIR": str(self.run_dir / "tmp"),
+            "LISTEN": self.listen,
+            "UPSTREAM_SERVERS": servers,
+            "CLIENT_MAX_BODY_SIZE": self.client_max_body_size,
+            "PROXY_READ_TIMEOUT": self.proxy_read_timeout,
+            "RATE_LIMIT": self.rate_limit,
+            "RATE_BURST": str(self.rate_burst),
+        }
+
+
+def render(values: Mapping[str, str], template: str | None = None) -> str:
+    """Substitute every placeholder; an unknown or missing one is an error, not a blank."""
+    text = TEMPLATE.read_text() if template is None else template
+    found = set(PLACEHOLDER.findall(text))
+    if found != set(values):
+        raise KeyError(f"template placeholders {sorted(found)} != values {sorted(values)}")
+    return PLACEHOLDER.sub(lambda match: values[match[1]], text)
+
+
+def write(settings: NginxSettings) -> Path:
+    """Write the rendered config and its scratch directories under ``run_dir``."""
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (settings.run_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    path = settings.run_dir / "nginx.conf"
+    path.write_text(render(settings.values()))
+    return path
