@@ -1,0 +1,1 @@
+"""Load testing the stack with Locust (`make load-test`)."""

@@ -1,0 +1,169 @@
+"""`python -m stack`: nginx on 127.0.0.1:PORT → gateway → N inference replicas, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from stack import nginx_config
+from stack.supervisor import Service, Supervisor
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def find_nginx() -> str:
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        sys.exit("nginx is not installed: apt-get install nginx-light (make run does it as root)")
+    return nginx
+
+
+def model_names(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def build(args: argparse.Namespace) -> tuple[Supervisor, dict]:
+    run_dir = args.run_dir.resolve()
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    model_root = args.model_root.resolve()
+    names = model_names(model_root)
+    if not names:
+        sys.exit(f"no models under {model_root}: run `make model` first")
+
+    services: list[Service] = []
+    replicas = []
+    for index in range(1, args.replicas + 1):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        replicas.append(f"127.0.0.1:{port}")
+        services.append(Service(
+            name=f"inference-{index}",
+            argv=[str(BIN / "gunicorn"), "-c", str(REPO / "services/inference/gunicorn.conf.py")],
+            env={
+                "INFERENCE_BIND": f"127.0.0.1:{port}",
+                "INFERENCE_MODEL_ROOT": str(model_root),
+                "INFERENCE_WORKERS": str(args.inference_workers),
+            },
+            ready=lambda url=url: answers_ok(f"{url}/readyz"),
+            log_path=logs / f"inference-{index}.log",
+        ))
+
+    routes = {"models": {name: {"backends": replicas} for name in names}}
+    routes_file = run_dir / "routes.yaml"
+    routes_file.write_text(yaml.safe_dump(routes, sort_keys=True))
+    gateway_port = free_port()
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    services.append(Service(
+        name="gateway",
+        argv=[str(BIN / "gunicorn"), "-c", str(REPO / "services/gateway/gunicorn.conf.py")],
+        env={"GATEWAY_BIND": f"127.0.0.1:{gateway_port}", "GATEWAY_ROUTES_FILE": str(routes_file)},
+        ready=lambda: answers_ok(f"{gateway_url}/readyz"),
+        log_path=logs / "gateway.log",
+    ))
+
+    settings = nginx_config.NginxSettings(
+        listen=f"127.0.0.1:{args.port}",
+        upstreams=[f"127.0.0.1:{gateway_port}"],
+        run_dir=run_dir / "nginx",
+        access_log=f"{logs / 'nginx-access.log'} json",
+        rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
+        client_max_body_size=args.max_body,
+    )
+    conf = nginx_config.write(settings)
+    if os.geteuid() == 0:
+        # A root nginx master runs its workers as "nobody": let them use the scratch dirs.
+        nobody = pwd.getpwnam("nobody").pw_uid
+        for path in [settings.run_dir / "tmp", *(settings.run_dir / "tmp").iterdir()]:
+            os.chown(path, nobody, -1)
+    url = f"http://127.0.0.1:{args.port}"
+    services.append(Service(
+        name="nginx",
+        argv=[find_nginx(), "-e", "stderr", "-p", str(settings.run_dir), "-c", str(conf), "-g", "daemon off;"],
+        env={},
+        ready=lambda: answers_ok(f"{url}/nginx-healthz") and answers_ok(f"{url}/readyz"),
+        log_path=logs / "nginx.log",
+        stop_signal=signal.SIGQUIT,  # nginx's graceful shutdown
+    ))
+    state = {
+        "url": url,
+        "launcher_pid": os.getpid(),
+        "model_root": str(model_root),
+        "logs": str(logs),
+        "inference": [f"http://{r}" for r in replicas],
+        "gateway": gateway_url,
+    }
+    return Supervisor(services, ready_timeout=args.ready_timeout), state
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
+    parser.add_argument("--replicas", type=int, default=int(os.environ.get("INFERENCE_REPLICAS", 2)))
+    parser.add_argument("--inference-workers", type=int, default=int(os.environ.get("STACK_INFERENCE_WORKERS", 1)))
+    parser.add_argument("--model-root", type=Path, default=Path(os.environ.get("MODEL_ROOT", "models")))
+    parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("STACK_RUN_DIR", ".run/stack")))
+    parser.add_argument("--rate-limit", default=os.environ.get("NGINX_RATE_LIMIT", "2000r/s"))
+    parser.add_argument("--rate-burst", type=int, default=int(os.environ.get("NGINX_RATE_BURST", 4000)))
+    parser.add_argument("--max-body", default=os.environ.get("NGINX_MAX_BODY", "8m"))
+    parser.add_argument("--ready-timeout", type=float, default=180)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="stack: %(message)s")
+
+    supervisor, state = build(args)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.request_stop())
+    try:
+        supervisor.start_all()
+        for service in supervisor.services:
+            state[f"{service.name}_pid"] = service.pid
+        (args.run_dir / "stack.json").write_text(json.dumps(state, indent=2))
+        print(
+            f"\nmodelserver is up: {state['url']}  (logs: {state['logs']})\n"
+            f"  curl -s -d @examples/digit-0.json {state['url']}/v1/models/digits:predict\n"
+            f"  curl -s -H 'Content-Type: application/json' -d @examples/digit-0-v2.json "
+            f"{state['url']}/v2/models/digits/infer\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        supervisor.watch()
+        return 0
+    except RuntimeError as error:
+        logging.error("%s", error)
+        return 1
+    finally:
+        supervisor.stop_all()
+        (args.run_dir / "stack.json").unlink(missing_ok=True)
+        logging.info("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

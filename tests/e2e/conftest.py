@@ -1,0 +1,118 @@
+"""The end-to-end suite's target: the local stack by default, any deployed stack by URL.
+
+With ``E2E_BASE_URL`` unset, a real local stack (nginx → gateway → 2 inference replicas) is
+started on free ports for the session. With ``E2E_BASE_URL`` set (e.g. a kind cluster's nginx
+NodePort mapping) the same HTTP tests run against it; tests that need to reach inside the
+stack (kill a process, drop a model version in) run only against the local stack, and their
+cluster counterparts live in test_cluster.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import models
+from tests.support.servers import REPO, free_port
+
+
+@dataclass
+class LocalStack:
+    process: subprocess.Popen
+    run_dir: Path
+    model_root: Path
+
+    @property
+    def state(self) -> dict:
+        return json.loads((self.run_dir / "stack.json").read_text())
+
+    def log(self, name: str, lines: int = 30) -> str:
+        path = self.run_dir / "logs" / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 90) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        return self.process.returncode
+
+
+def start_stack(base: Path, digits_version: Path, *extra: str, env: dict | None = None) -> tuple[str, LocalStack]:
+    model_root = base / "models"
+    if not (model_root / "digits" / "1").exists():
+        models.copy_version(digits_version, model_root, "digits", 1)
+    run_dir = base / "run"
+    port = free_port()
+    out = open(base / "launcher.log", "ab")  # noqa: SIM115  (lives as long as the stack)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stack", "--port", str(port), "--model-root", str(model_root),
+         "--run-dir", str(run_dir), *extra],
+        cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
+    stack = LocalStack(process, run_dir, model_root)
+    deadline = time.monotonic() + 240
+    while not (run_dir / "stack.json").exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stack.stop(signal.SIGKILL)
+            raise RuntimeError(f"stack did not start:\n{(base / 'launcher.log').read_text()[-3000:]}")
+        time.sleep(0.3)
+    return stack.state["url"], stack
+
+
+@pytest.fixture(scope="session")
+def digits_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return models.train_digits(tmp_path_factory.mktemp("e2e-trained"), 1)
+
+
+@pytest.fixture(scope="session")
+def digits_data():
+    from tools.train_digits import load_data
+
+    _, x_test, _, y_test = load_data()
+    return x_test, y_test
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, digits_version):
+    """(base URL, LocalStack or None when testing a deployed stack)."""
+    url = os.environ.get("E2E_BASE_URL")
+    if url:
+        yield url.rstrip("/"), None
+        return
+    url, local = start_stack(tmp_path_factory.mktemp("stack"), digits_version)
+    yield url, local
+    assert local.stop() == 0
+
+
+@pytest.fixture
+def local_stack(stack):
+    url, local = stack
+    if local is None:
+        pytest.skip("needs the local stack (reaches inside it); see test_cluster.py for the cluster")
+    return url, local
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
