@@ -25,6 +25,9 @@ fi
 here=$(cd "$(dirname "$0")" && pwd)
 "$here/system-packages.sh" dockerd:docker.io debootstrap:debootstrap
 docker=${DOCKER:-/usr/bin/docker}
+if "$docker" info >/dev/null 2>&1; then
+    exit 0  # the package's own service started it
+fi
 
 log=${DOCKERD_LOG:-/var/log/dockerd.log}
 echo "starting dockerd in the background (log: $log)"
