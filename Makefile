@@ -46,3 +46,9 @@ docs: setup ## Regenerate docs/configuration.md from the settings declared in co
 clean: ## Remove the virtualenv, caches and reports (keeps trained models)
 	rm -rf $(VENV) .pytest_cache reports
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# -- Image: Dockerfile.inference, one image for both services (README, section "Image") --------
+.PHONY: image
+image: ## Build the Docker image of both services (BASE_IMAGE=..., MODEL_SOURCE=context MODEL=.. MODEL_VERSION=..)
+	@tools/docker-engine.sh
+	@tools/build-image.sh
