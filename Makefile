@@ -13,13 +13,13 @@ PYTEST_ARGS ?=
 .PHONY: help setup model run run-inference test docs clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/.installed: pyproject.toml
-	@tools/system-packages.sh python3-venv:python3-venv
+	@tools/system-packages.sh python3-venv:python3-venv shellcheck:shellcheck
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[inference,train,dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[inference,train,dev,deploy]"
 	@touch $@
 
 setup: $(BIN)/.installed ## Create .venv with everything to run, train and test (idempotent)
@@ -46,3 +46,4 @@ docs: setup ## Regenerate docs/configuration.md from the settings declared in co
 clean: ## Remove the virtualenv, caches and reports (keeps trained models)
 	rm -rf $(VENV) .pytest_cache reports
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
