@@ -47,3 +47,10 @@ clean: ## Remove the virtualenv, caches and reports (keeps trained models)
 	rm -rf $(VENV) .pytest_cache reports
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
+# ---- Kubernetes: the Helm chart, plain manifests, kind e2e, deploy ---------------------------
+CHART := helm/modelserver
+
+.PHONY: manifests
+
+manifests: setup ## Render k8s/manifests/modelserver.yaml from the chart (a test fails on drift)
+	$(BIN)/python -m tools.helm_template $(CHART) --name modelserver --header -o k8s/manifests/modelserver.yaml
