@@ -49,8 +49,21 @@ clean: ## Remove the virtualenv, caches and reports (keeps trained models)
 
 # ---- Kubernetes: the Helm chart, plain manifests, kind e2e, deploy ---------------------------
 CHART := helm/modelserver
+RELEASE ?= modelserver
+NAMESPACE ?= modelserver
+DRY_RUN ?= 0
+KEEP_CLUSTER ?= 0
 
-.PHONY: manifests
+.PHONY: manifests e2e deploy upgrade
 
 manifests: setup ## Render k8s/manifests/modelserver.yaml from the chart (a test fails on drift)
 	$(BIN)/python -m tools.helm_template $(CHART) --name modelserver --header -o k8s/manifests/modelserver.yaml
+
+e2e: setup ## Stack on a kind cluster + tests/e2e, then delete it (DRY_RUN=1 prints, KEEP_CLUSTER=1 keeps)
+	DRY_RUN=$(DRY_RUN) KEEP_CLUSTER=$(KEEP_CLUSTER) PYTHON=$(BIN)/python tools/kind-e2e.sh
+
+deploy: ## helm upgrade --install on the current context; rolls back on failure (RELEASE, NAMESPACE, HELM_ARGS)
+	RELEASE=$(RELEASE) NAMESPACE=$(NAMESPACE) DRY_RUN=$(DRY_RUN) tools/helm-deploy.sh install
+
+upgrade: ## helm upgrade an installed release; a failed rollout rolls back (HELM_ARGS='--set ...')
+	RELEASE=$(RELEASE) NAMESPACE=$(NAMESPACE) DRY_RUN=$(DRY_RUN) tools/helm-deploy.sh upgrade
