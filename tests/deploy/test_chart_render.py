@@ -214,3 +214,12 @@ def test_the_chart_supports_kubernetes_1_28_and_later():
     assert metadata["kubeVersion"] == ">=1.28.0-0"
     assert metadata["appVersion"] == __import__("services").__version__
     assert (REPO / "helm/modelserver/templates/NOTES.txt").exists()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_notes_render_and_never_print_api_keys(case):
+    with helm.Chart.load(str(CHART)) as loaded:
+        notes = loaded.render(chart.values(case), name="modelserver", namespace="ml")["modelserver/templates/NOTES.txt"]
+    assert "helm upgrade modelserver" in notes
+    for key in chart.values(case).get("gateway", {}).get("apiKeys", {}).get("keys", []):
+        assert key not in notes

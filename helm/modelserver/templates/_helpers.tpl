@@ -211,7 +211,7 @@ spec:
     metadata:
       labels:
         {{- include "modelserver.podLabels" (list $root $w.component) | nindent 8 }}
-      {{- $annotations := merge (dict) .annotations $config.podAnnotations }}
+      {{- $annotations := merge (dict) .annotations (deepCopy $config.podAnnotations) }}
       {{- with $annotations }}
       annotations:
         {{- toYaml . | nindent 8 }}
@@ -223,7 +223,7 @@ spec:
       # with INFERENCE_ or GATEWAY_ would otherwise inject variables into the settings' prefix.
       enableServiceLinks: false
       securityContext:
-        {{- toYaml (merge (dict) $config.podSecurityContext $root.Values.podSecurityContext) | nindent 8 }}
+        {{- toYaml (merge (dict) (deepCopy $config.podSecurityContext) (deepCopy $root.Values.podSecurityContext)) | nindent 8 }}
       terminationGracePeriodSeconds: {{ .grace }}
       {{- with $root.Values.imagePullSecrets }}
       imagePullSecrets:
