@@ -146,7 +146,7 @@ def test_the_hpa_scales_out_under_load_and_back(cluster):
 
     floor = hpa().spec.min_replicas
     peak = floor
-    with Load(predict, concurrency=16, max_seconds=480) as load:
+    with Load(predict, concurrency=16, max_seconds=480, max_requests=2_000_000) as load:
         deadline = time.monotonic() + 420
         while peak <= floor and time.monotonic() < deadline:
             time.sleep(5)
