@@ -13,13 +13,13 @@ PYTEST_ARGS ?=
 .PHONY: help setup model run run-inference test docs clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/.installed: pyproject.toml
-	@tools/system-packages.sh python3-venv:python3-venv
+	@tools/system-packages.sh python3-venv:python3-venv shellcheck:shellcheck
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[inference,train,dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[inference,train,dev,deploy]"
 	@touch $@
 
 setup: $(BIN)/.installed ## Create .venv with everything to run, train and test (idempotent)
@@ -52,3 +52,24 @@ clean: ## Remove the virtualenv, caches and reports (keeps trained models)
 image: ## Build the Docker image of both services (BASE_IMAGE=..., MODEL_SOURCE=context MODEL=.. MODEL_VERSION=..)
 	@tools/docker-engine.sh
 	@tools/build-image.sh
+
+# ---- Kubernetes: the Helm chart, plain manifests, kind e2e, deploy ---------------------------
+CHART := helm/modelserver
+RELEASE ?= modelserver
+NAMESPACE ?= modelserver
+DRY_RUN ?= 0
+KEEP_CLUSTER ?= 0
+
+.PHONY: manifests e2e deploy upgrade
+
+manifests: setup ## Render k8s/manifests/modelserver.yaml from the chart (a test fails on drift)
+	$(BIN)/python -m tools.helm_template $(CHART) --name modelserver --header -o k8s/manifests/modelserver.yaml
+
+e2e: setup ## Stack on a kind cluster + tests/e2e, then delete it (DRY_RUN=1 prints, KEEP_CLUSTER=1 keeps)
+	DRY_RUN=$(DRY_RUN) KEEP_CLUSTER=$(KEEP_CLUSTER) PYTHON=$(BIN)/python tools/kind-e2e.sh
+
+deploy: ## helm upgrade --install on the current context; rolls back on failure (RELEASE, NAMESPACE, HELM_ARGS)
+	RELEASE=$(RELEASE) NAMESPACE=$(NAMESPACE) DRY_RUN=$(DRY_RUN) tools/helm-deploy.sh install
+
+upgrade: ## helm upgrade an installed release; a failed rollout rolls back (HELM_ARGS='--set ...')
+	RELEASE=$(RELEASE) NAMESPACE=$(NAMESPACE) DRY_RUN=$(DRY_RUN) tools/helm-deploy.sh upgrade

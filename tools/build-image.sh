@@ -2,6 +2,7 @@
 # Build Dockerfile.inference and tag it NAME:MODEL-MODEL_VERSION-REVISION (never `latest`);
 # REVISION is the git commit, with -dirty when tracked files have uncommitted changes.
 # Settings from the environment (`make image VAR=...` passes them):
+#   IMAGE          the whole tag (e.g. modelserver:e2e-abc); default NAME:MODEL-MODEL_VERSION-REVISION
 #   IMAGE_NAME     modelserver
 #   MODEL          digits      MODEL_VERSION 1
 #   MODEL_SOURCE   train (train digits in the build) or context (copy models/MODEL/MODEL_VERSION)
@@ -26,7 +27,11 @@ if commit=$(git rev-parse HEAD 2>/dev/null); then
         revision=$commit-dirty short=$short-dirty
     fi
 fi
-tag=$name:$model-$model_version-$short
+tag=${IMAGE:-$name:$model-$model_version-$short}
+if [ "${tag##*:}" = latest ] || [ "${tag%:*}" = "$tag" ]; then
+    echo "IMAGE must carry a tag other than latest, got $tag" >&2
+    exit 1
+fi
 
 if [ "$model_source" = context ] && [ ! -f "models/$model/$model_version/model.keras" ]; then
     echo "models/$model/$model_version/model.keras is missing (make model trains digits)" >&2

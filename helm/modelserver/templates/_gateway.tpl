@@ -1,0 +1,83 @@
+{{/*
+The gateway's routes file: each model's headless Service (one DNS name for all its ready pods)
+and, with canary on, the weights of its versions. Short Service names resolve through the pod's
+DNS search path, so the same file works in any namespace.
+*/}}
+{{- define "modelserver.routes" -}}
+{{- $models := dict }}
+{{- range $model, $overrides := .Values.inference.models }}
+{{- $config := mergeOverwrite (deepCopy (omit $.Values.inference "models")) (deepCopy (default dict $overrides)) }}
+{{- $route := dict "backends" (list (printf "%s:%v" (include "modelserver.headlessName" (list $ $model)) $config.service.port)) }}
+{{- if $config.canary.enabled }}
+{{- if not $config.canary.weights }}
+{{- fail (printf "inference.models.%s.canary.enabled needs canary.weights, e.g. {\"1\": 90, \"2\": 10}" $model) }}
+{{- end }}
+{{- $_ := set $route "versions" $config.canary.weights }}
+{{- end }}
+{{- $_ := set $models $model $route }}
+{{- end }}
+{{- toYaml (dict "models" $models) }}
+{{- end }}
+
+{{- define "modelserver.apiKeysSecretName" -}}
+{{- default (include "modelserver.componentName" (list . "api-keys")) .Values.gateway.apiKeys.existingSecret }}
+{{- end }}
+
+{{/* The keys file of the Secret the chart creates: one key per line. */}}
+{{- define "modelserver.apiKeysFile" -}}
+{{- $keys := .Values.gateway.apiKeys.keys }}
+{{- if not $keys }}
+{{- fail "gateway.apiKeys.enabled needs gateway.apiKeys.existingSecret (preferred) or gateway.apiKeys.keys" }}
+{{- end }}
+{{- printf "%s\n" (join "\n" $keys) }}
+{{- end }}
+
+{{/* The gateway container. Call with (dict "root" $ "workload" $w). */}}
+{{- define "modelserver.gatewayContainer" -}}
+{{- $root := .root }}
+{{- $config := .workload.config -}}
+- name: gateway
+  image: {{ include "modelserver.imageRef" (list $root dict) }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  args: ["gateway"]
+  ports:
+    - name: http
+      containerPort: {{ $config.service.port }}
+      protocol: TCP
+  env:
+    - name: GATEWAY_BIND
+      value: "0.0.0.0:{{ $config.service.port }}"
+    - name: GATEWAY_ROUTES_FILE
+      value: /etc/modelserver/routes/routes.yaml
+    {{- if $config.apiKeys.enabled }}
+    - name: GATEWAY_API_KEYS_FILE
+      value: /etc/modelserver/api-keys/{{ $config.apiKeys.secretKey }}
+    {{- end }}
+    - name: GATEWAY_WORKERS
+      value: {{ $config.workers | quote }}
+    - name: GATEWAY_THREADS
+      value: {{ $config.threads | quote }}
+    - name: GATEWAY_TIMEOUT
+      value: {{ $config.timeout | quote }}
+    - name: GATEWAY_GRACEFUL_TIMEOUT
+      value: {{ $config.gracefulTimeout | quote }}
+    - name: GATEWAY_KEEPALIVE
+      value: {{ $config.keepalive | quote }}
+    {{- with $config.env }}
+    {{- include "modelserver.env" . | nindent 4 }}
+    {{- end }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+    - name: shm
+      mountPath: /dev/shm
+    - name: routes
+      mountPath: /etc/modelserver/routes
+      readOnly: true
+    {{- if $config.apiKeys.enabled }}
+    - name: api-keys
+      mountPath: /etc/modelserver/api-keys
+      readOnly: true
+    {{- end }}
+  {{- include "modelserver.containerCommon" (dict "root" $root "config" $config "probes" (dict "port" "http" "ready" "/readyz" "live" "/healthz" "timing" $config.probes)) | nindent 2 }}
+{{- end }}

@@ -1,0 +1,48 @@
+{{/* The inference container. Call with (dict "root" $ "workload" $w "tfThreads" n). */}}
+{{- define "modelserver.inferenceContainer" -}}
+{{- $root := .root }}
+{{- $config := .workload.config -}}
+- name: inference
+  image: {{ include "modelserver.imageRef" (list $root $config.image) }}
+  imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+  args: ["inference"]
+  ports:
+    - name: http
+      containerPort: 8080
+      protocol: TCP
+  env:
+    # Every interface: the service's default (127.0.0.1) is for one machine.
+    - name: INFERENCE_BIND
+      value: "0.0.0.0:8080"
+    - name: INFERENCE_MODEL_ROOT
+      value: {{ $config.modelRoot | quote }}
+    - name: INFERENCE_WORKERS
+      value: {{ $config.workers | quote }}
+    - name: INFERENCE_THREADS
+      value: {{ $config.threads | quote }}
+    # From the CPU limit, not the node's CPUs: TensorFlow cannot see the limit.
+    - name: INFERENCE_TF_THREADS
+      value: {{ .tfThreads | quote }}
+    - name: OMP_NUM_THREADS
+      value: {{ .tfThreads | quote }}
+    - name: INFERENCE_TIMEOUT
+      value: {{ $config.timeout | quote }}
+    - name: INFERENCE_GRACEFUL_TIMEOUT
+      value: {{ $config.gracefulTimeout | quote }}
+    - name: INFERENCE_KEEPALIVE
+      value: {{ $config.keepalive | quote }}
+    {{- with $config.env }}
+    {{- include "modelserver.env" . | nindent 4 }}
+    {{- end }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+    - name: shm
+      mountPath: /dev/shm
+    {{- if $config.modelVolume }}
+    - name: models
+      mountPath: {{ $config.modelRoot }}
+      readOnly: true
+    {{- end }}
+  {{- include "modelserver.containerCommon" (dict "root" $root "config" $config "probes" (dict "port" "http" "ready" "/readyz" "live" "/healthz" "timing" $config.probes)) | nindent 2 }}
+{{- end }}

@@ -1,0 +1,59 @@
+{{/*
+The values of the template's ${UPPER_CASE} placeholders (stack/nginx_config.PLACEHOLDERS).
+The upstream is the gateway's ClusterIP Service, listed twice: nginx resolves a name once at
+start, a ClusterIP never changes, and kube-proxy picks a gateway pod per connection, so the
+second entry gives `proxy_next_upstream` a retry that will most likely reach another pod.
+max_fails=0 because one address stands for all gateway pods: a failure of one pod must not
+mark the whole Service down.
+*/}}
+{{- define "modelserver.nginxPlaceholders" -}}
+{{- $c := .Values.nginx }}
+{{- $upstream := printf "server %s:%v max_fails=0;" (include "modelserver.componentName" (list . "gateway")) .Values.gateway.service.port }}
+WORKER_PROCESSES: {{ $c.workerProcesses | quote }}
+PID_FILE: /tmp/nginx.pid
+ERROR_LOG: stderr
+ACCESS_LOG: {{ ternary "/dev/stdout json" "off" $c.accessLog | quote }}
+TEMP_DIR: /tmp
+LISTEN: "8080"
+UPSTREAM_SERVERS: {{ printf "%s\n        %s" $upstream $upstream | quote }}
+CLIENT_MAX_BODY_SIZE: {{ $c.clientMaxBodySize | quote }}
+PROXY_READ_TIMEOUT: "{{ $c.proxyReadTimeoutSeconds }}s"
+RATE_LIMIT: {{ $c.rateLimit | quote }}
+RATE_BURST: {{ $c.rateBurst | quote }}
+{{- end }}
+
+{{/* nginx.conf: the shared template with every placeholder replaced; a leftover one is an error. */}}
+{{- define "modelserver.nginxConf" -}}
+{{- $conf := .Files.Get "files/nginx.conf.template" }}
+{{- range $name, $value := include "modelserver.nginxPlaceholders" . | fromYaml }}
+{{- $conf = replace (printf "${%s}" $name) (toString $value) $conf }}
+{{- end }}
+{{- with regexFind "\\$\\{[A-Z][A-Z0-9_]*\\}" $conf }}
+{{- fail (printf "files/nginx.conf.template has a placeholder the chart does not fill: %s" .) }}
+{{- end }}
+{{- $conf }}
+{{- end }}
+
+{{/* The nginx container. Call with (dict "root" $ "workload" $w). */}}
+{{- define "modelserver.nginxContainer" -}}
+{{- $root := .root }}
+{{- $config := .workload.config -}}
+- name: nginx
+  image: "{{ $config.image.repository }}:{{ $config.image.tag }}"
+  imagePullPolicy: {{ $config.image.pullPolicy }}
+  # nginx itself, not the image's entrypoint scripts: they rewrite files under /etc/nginx,
+  # which is read-only here. The image's STOPSIGNAL (SIGQUIT) makes the stop graceful.
+  command: ["nginx", "-g", "daemon off;"]
+  ports:
+    - name: http
+      containerPort: 8080
+      protocol: TCP
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+    - name: config
+      mountPath: /etc/nginx/nginx.conf
+      subPath: nginx.conf
+      readOnly: true
+  {{- include "modelserver.containerCommon" (dict "root" $root "config" $config "probes" (dict "port" "http" "ready" "/nginx-healthz" "live" "/nginx-healthz" "timing" $config.probes)) | nindent 2 }}
+{{- end }}

@@ -1,0 +1,225 @@
+"""The chart renders with Helm's engine, lints clean, and every document is valid Kubernetes."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate import utils as kv_utils
+
+from stack.nginx_config import PLACEHOLDERS
+from tests.deploy import chart
+from tests.deploy.chart import CASES, CHART, REPO
+from tools.helm_template import render
+
+# kubernetes-validate re-reads a 10 MB definitions file on every call; caching it makes the
+# whole matrix take a second instead of fifteen. The returned schemas are never mutated.
+kv_utils.schema_contents = functools.cache(kv_utils.schema_contents)
+
+# Custom resources have no schema in kubernetes-validate. Each one allowed here is checked by
+# its own test below; any other unknown kind (or a removed API version) is a failure.
+CRDS = {("gateway.networking.k8s.io/v1", "HTTPRoute")}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("kube_version", ["v1.30.0", "v1.37.0"])
+def test_helm_lint_strict_is_clean(case, kube_version):
+    result = helm.lint(str(CHART), chart.values(case), strict=True, kube_version=kube_version, namespace="ml")
+    problems = [m for m in result["messages"] if m["severity"] >= 2]  # 1 is info ("icon is recommended")
+    assert not result["errors"] and not problems, result
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_document_validates_strictly(case):
+    versions = chart.VERSIONS_WITH_EXEC_PRESTOP if chart.values(case).get("preStop", {}).get("mode") == "exec" else chart.VERSIONS
+    documents = chart.docs(case) + chart.hooks(case)
+    assert len(documents) > 10
+    for doc in documents:
+        if (doc["apiVersion"], doc["kind"]) in CRDS:
+            continue
+        for version in versions:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                pytest.fail(f"{doc['kind']} {doc['metadata']['name']} on {version}: {error.message} at {list(error.path)}")
+            except kv_utils.SchemaNotFoundError as error:
+                pytest.fail(f"{doc['kind']} {doc['metadata']['name']}: {error.message}")
+
+
+def test_the_native_sleep_action_needs_1_30_and_exec_covers_1_28():
+    """Why preStop.mode=exec exists: the default is not valid on 1.28, the exec form is."""
+    (deployment, *_) = chart.of_kind(chart.docs("defaults"), "Deployment")
+    with pytest.raises(kubernetes_validate.ValidationError, match="sleep"):
+        kubernetes_validate.validate(deployment, "1.28.0", strict=True)
+    (deployment, *_) = chart.of_kind(chart.docs("exec-prestop"), "Deployment")
+    kubernetes_validate.validate(deployment, "1.28.0", strict=True)
+
+
+def test_an_unknown_kind_is_not_silently_accepted():
+    with pytest.raises(kv_utils.SchemaNotFoundError):
+        kubernetes_validate.validate({"apiVersion": "extensions/v1beta1", "kind": "Ingress", "metadata": {"name": "x"}},
+                                     "1.30.0", strict=True)
+
+
+# Gateway API v1 HTTPRoute: the parts the chart emits, from the Gateway API reference
+# (gateway.networking.k8s.io/v1, HTTPRoute, ParentReference, HTTPBackendRef, HTTPPathMatch).
+_NAME = {"type": "string", "minLength": 1, "maxLength": 253}
+HTTPROUTE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "gateway.networking.k8s.io/v1"},
+        "kind": {"const": "HTTPRoute"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["parentRefs", "rules"],
+            "properties": {
+                "parentRefs": {"type": "array", "minItems": 1, "maxItems": 32, "items": {
+                    "type": "object", "required": ["name"], "additionalProperties": False,
+                    "properties": {"name": _NAME, "namespace": _NAME, "sectionName": _NAME, "group": {"type": "string"},
+                                   "kind": {"type": "string"}, "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}},
+                "hostnames": {"type": "array", "maxItems": 16, "items": {
+                    "type": "string", "pattern": r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"}},
+                "rules": {"type": "array", "minItems": 1, "maxItems": 16, "items": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {
+                        "matches": {"type": "array", "items": {
+                            "type": "object", "additionalProperties": False,
+                            "properties": {"path": {"type": "object", "additionalProperties": False,
+                                                    "required": ["type", "value"],
+                                                    "properties": {"type": {"enum": ["Exact", "PathPrefix", "RegularExpression"]},
+                                                                   "value": {"type": "string", "pattern": "^/"}}}}}},
+                        "backendRefs": {"type": "array", "minItems": 1, "items": {
+                            "type": "object", "required": ["name", "port"], "additionalProperties": False,
+                            "properties": {"name": _NAME, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                           "weight": {"type": "integer", "minimum": 0}}}}}}},
+            },
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("case", ["httproute-on", "everything"])
+def test_httproute_has_the_gateway_api_v1_shape(case):
+    (route,) = chart.of_kind(chart.docs(case), "HTTPRoute")
+    jsonschema.validate(route, HTTPROUTE_SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):  # the check is real: a typo fails it
+        jsonschema.validate({**route, "spec": {**route["spec"], "parentRef": route["spec"]["parentRefs"]}}, HTTPROUTE_SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"image": {"tag": "latest"}}, "/image/tag"),
+        ({"inference": {"models": {"digits": {"image": {"tag": "latest"}}}}}, "/digits/image/tag"),
+        ({"nginx": {"image": {"tag": "latest"}}}, "/nginx/image/tag"),
+        ({"inference": {"models": {"Digits_2": {}}}}, "Digits_2"),
+        ({"inference": {"replicaCounts": 2}}, "replicaCounts"),
+        ({"fullnameOverride": "a" * 40}, "longer than 63"),
+        ({"inference": {"models": {"digits": {"canary": {"enabled": True}}}}}, "canary.weights"),
+        ({"gateway": {"apiKeys": {"enabled": True}}}, "existingSecret"),
+        ({"httpRoute": {"enabled": True}}, "parentRefs"),
+        ({"inference": {"terminationGracePeriodSeconds": 20}}, "terminationGracePeriodSeconds 20"),
+        ({"gateway": {"autoscaling": {"minReplicas": 5, "maxReplicas": 3}}}, "above maxReplicas"),
+        ({"preStop": {"mode": "pause"}}, "mode"),
+        ({"inference": {"resources": {"limits": {"cpu": None}}}}, "cpu"),
+        ({"tests": {"model": "nope"}}, "nope"),
+    ],
+)
+def test_mistakes_are_refused_with_a_reason(overrides, message):
+    with pytest.raises(helm.HelmError) as caught:
+        render(CHART, overrides)
+        with helm.Chart.load(str(CHART)) as loaded:  # the hook templates (tests.model)
+            loaded.render(overrides, name="modelserver", namespace="ml")
+    assert message in str(caught.value)
+
+
+# -- nginx: the chart renders the shared template, and nginx accepts the result ----------------
+
+def test_the_chart_fills_exactly_the_template_placeholders():
+    helpers = (CHART / "templates/_nginx.tpl").read_text()
+    block = helpers.split('define "modelserver.nginxPlaceholders"', 1)[1].split("{{- end }}", 1)[0]
+    assert set(re.findall(r"^([A-Z][A-Z0-9_]*):", block, re.MULTILINE)) == set(PLACEHOLDERS)
+
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx not installed (apt-get install nginx-light)")
+@pytest.mark.parametrize("case", ["defaults", "kind", "everything"])
+def test_nginx_accepts_the_config_the_chart_renders(case, tmp_path):
+    conf = chart.nginx_conf(chart.docs(case))
+    assert "${" not in conf
+    # Only what cannot exist on this machine changes: the Service names become loopback (nginx
+    # resolves upstreams at start) and the pod's /tmp emptyDir becomes a temporary directory.
+    upstreams = set(re.findall(r"server ([a-z0-9-]+):\d+", conf))
+    assert upstreams, conf
+    for host in upstreams:
+        conf = conf.replace(f"server {host}:", "server 127.0.0.1:")
+    conf = re.sub(r"(?<=[ ])/tmp(?=[/;])", str(tmp_path), conf)
+    (tmp_path / "nginx.conf").write_text(conf)
+    result = subprocess.run([NGINX, "-t", "-q", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+def test_values_yaml_documents_every_key():
+    """Every key has a comment right above it that starts with the key's name (Helm's convention).
+    Keys inside Kubernetes objects passed through as they are (resources, behavior, ...) are exempt."""
+    passthrough = {"resources", "behavior", "seccompProfile", "capabilities", "startup", "readiness",
+                   "liveness", "dns", "hosts", "models", "podSecurityContext"}
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    parents: list[tuple[int, str]] = []
+    undocumented = []
+    for number, line in enumerate(lines):
+        match = re.match(r"^( *)(?:- )?([A-Za-z][A-Za-z0-9]*):", line)
+        if not match or line.lstrip().startswith("#"):
+            continue
+        indent, key = len(match[1]), match[2]
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        exempt = any(name in passthrough for _, name in parents)
+        parents.append((indent, key))
+        if exempt or line.lstrip().startswith("- "):
+            continue
+        start = number
+        while start > 0 and lines[start - 1].strip().startswith("#"):
+            start -= 1
+        comment = lines[start].strip() if start < number else ""
+        if not re.match(rf"^# {key}\b", comment):
+            undocumented.append(f"line {number + 1}: {key}")
+    assert not undocumented, "document these keys with a comment starting with their name:\n" + "\n".join(undocumented)
+
+
+def test_values_yaml_passes_its_own_schema():
+    schema = yaml.safe_load((CHART / "values.schema.json").read_text())
+    jsonschema.validate(yaml.safe_load((CHART / "values.yaml").read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"inference": {"modelz": {}}}, schema)
+
+
+def test_the_chart_supports_kubernetes_1_28_and_later():
+    metadata = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert metadata["kubeVersion"] == ">=1.28.0-0"
+    assert metadata["appVersion"] == __import__("services").__version__
+    assert (REPO / "helm/modelserver/templates/NOTES.txt").exists()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_notes_render_and_never_print_api_keys(case):
+    with helm.Chart.load(str(CHART)) as loaded:
+        notes = loaded.render(chart.values(case), name="modelserver", namespace="ml")["modelserver/templates/NOTES.txt"]
+    assert "helm upgrade modelserver" in notes
+    for key in chart.values(case).get("gateway", {}).get("apiKeys", {}).get("keys", []):
+        assert key not in notes

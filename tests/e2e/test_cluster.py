@@ -1,0 +1,164 @@
+"""Cluster-only end-to-end cases: what the stack must survive while Kubernetes moves pods.
+
+They need a cluster with the chart installed (`make e2e` sets everything up on kind):
+  E2E_KUBE_CONTEXT   kube context of the cluster (required; without it these tests are skipped)
+  E2E_BASE_URL       nginx as a client reaches it (default http://127.0.0.1:30080, kind's mapping)
+  E2E_NAMESPACE      namespace of the release (default modelserver-e2e)
+  E2E_RELEASE        release name (default modelserver)
+  E2E_MODEL          model to send predictions to (default digits)
+The load is bounded in requests and seconds and goes only to E2E_BASE_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.load import Load
+
+CONTEXT = os.environ.get("E2E_KUBE_CONTEXT", "")
+BASE_URL = os.environ.get("E2E_BASE_URL", "http://127.0.0.1:30080").rstrip("/")
+NAMESPACE = os.environ.get("E2E_NAMESPACE", "modelserver-e2e")
+RELEASE = os.environ.get("E2E_RELEASE", "modelserver")
+MODEL = os.environ.get("E2E_MODEL", "digits")
+DIGIT = (Path(__file__).resolve().parents[2] / "examples/digit-0.json").read_bytes()
+
+pytestmark = pytest.mark.skipif(
+    not CONTEXT, reason="cluster-only: set E2E_KUBE_CONTEXT to a cluster running the chart (make e2e does)"
+)
+
+
+class Cluster:
+    """The few Kubernetes API calls these tests make, through the official client."""
+
+    def __init__(self, context: str) -> None:
+        from kubernetes import client, config, watch
+
+        config.load_kube_config(context=context)
+        self.apps = client.AppsV1Api()
+        self.core = client.CoreV1Api()
+        self.autoscaling = client.AutoscalingV2Api()
+        self._watch = watch.Watch
+
+    def deployment(self, component: str):
+        selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
+        (deployment,) = self.apps.list_namespaced_deployment(NAMESPACE, label_selector=selector).items
+        return deployment
+
+    def pods(self, deployment) -> list:
+        labels = ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
+        return self.core.list_namespaced_pod(NAMESPACE, label_selector=labels).items
+
+    def wait_rolled_out(self, name: str, timeout: float = 600) -> None:
+        """Watch the Deployment until every replica is updated and available and no old one is left."""
+        deadline = time.monotonic() + timeout
+        stream = self._watch().stream(self.apps.list_namespaced_deployment, NAMESPACE,
+                                      field_selector=f"metadata.name={name}", timeout_seconds=int(timeout))
+        for event in stream:
+            d = event["object"]
+            wanted = d.spec.replicas or 0
+            status = d.status
+            if ((status.observed_generation or 0) >= d.metadata.generation
+                    and (status.updated_replicas or 0) == wanted == (status.available_replicas or 0)
+                    and (status.replicas or 0) == wanted):
+                return
+            if time.monotonic() > deadline:
+                break
+        raise TimeoutError(f"deployment {name} did not finish rolling out in {timeout}s")
+
+    def wait_pod_gone(self, name: str, timeout: float = 300) -> None:
+        stream = self._watch().stream(self.core.list_namespaced_pod, NAMESPACE,
+                                      field_selector=f"metadata.name={name}", timeout_seconds=int(timeout))
+        for event in stream:
+            if event["type"] == "DELETED":
+                return
+        raise TimeoutError(f"pod {name} still there after {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Cluster:
+    return Cluster(CONTEXT)
+
+
+def predict(session: requests.Session) -> requests.Response:
+    return session.post(f"{BASE_URL}/v1/models/{MODEL}:predict", data=DIGIT,
+                        headers={"Content-Type": "application/json"}, timeout=30)
+
+
+def assert_no_failures(load: Load) -> None:
+    result = load.result
+    assert result.total > 0
+    assert result.failures == 0, f"{result.failures} of {result.total} failed: {dict(result.statuses)} {dict(result.errors)}"
+
+
+def test_the_stack_answers_through_nginx():
+    response = predict(requests.Session())
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 1
+
+
+@pytest.mark.timeout(900)
+def test_a_rolling_model_upgrade_under_load_fails_no_request(cluster):
+    deployment = cluster.deployment(f"inference-{MODEL}")
+    name = deployment.metadata.name
+    old_pods = {pod.metadata.name for pod in cluster.pods(deployment)}
+    with Load(predict, concurrency=4, max_seconds=800) as load:
+        load.wait_for(50)
+        # A new pod template is what `helm upgrade --set inference.models.<m>.image.tag=<new>`
+        # produces; an annotation makes the same rollout without needing a second image.
+        patch = {"spec": {"template": {"metadata": {"annotations": {"e2e.modelserver.dev/rollout": str(time.time())}}}}}
+        cluster.apps.patch_namespaced_deployment(name, NAMESPACE, patch)
+        cluster.wait_rolled_out(name)
+        load.wait_for(load.result.total + 50)  # and traffic keeps flowing after it
+    assert_no_failures(load)
+    assert not old_pods & {pod.metadata.name for pod in cluster.pods(cluster.deployment(f"inference-{MODEL}"))}
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("component", [f"inference-{MODEL}", "gateway"])
+def test_a_pod_deleted_under_load_fails_no_request(cluster, component):
+    """A pod is deleted as a node drain or `kubectl delete pod` would: preStop pause, then drain.
+    (nginx itself is left out: a client holding a keep-alive connection to a stopping nginx can
+    see that connection close, which is the client's retry to make, not the stack's.)"""
+    deployment = cluster.deployment(component)
+    ready = [p for p in cluster.pods(deployment) if p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
+    assert len(ready) >= 2, "the chart runs at least two replicas"
+    victim = ready[0].metadata.name
+    with Load(predict, concurrency=4, max_seconds=500) as load:
+        load.wait_for(50)
+        cluster.core.delete_namespaced_pod(victim, NAMESPACE)
+        cluster.wait_pod_gone(victim)
+        cluster.wait_rolled_out(deployment.metadata.name)
+        load.wait_for(load.result.total + 50)
+    assert_no_failures(load)
+
+
+@pytest.mark.timeout(1200)
+def test_the_hpa_scales_out_under_load_and_back(cluster):
+    name = cluster.deployment(f"inference-{MODEL}").metadata.name
+
+    def hpa():
+        return cluster.autoscaling.read_namespaced_horizontal_pod_autoscaler(name, NAMESPACE)
+
+    floor = hpa().spec.min_replicas
+    peak = floor
+    with Load(predict, concurrency=16, max_seconds=480, max_requests=2_000_000) as load:
+        deadline = time.monotonic() + 420
+        while peak <= floor and time.monotonic() < deadline:
+            time.sleep(5)
+            peak = max(peak, hpa().status.current_replicas or 0)
+    result = load.result
+    conditions = [(c.type, c.status, c.reason) for c in (hpa().status.conditions or [])]
+    assert peak > floor, f"no scale-out from {floor} under {result.total} requests; HPA conditions {conditions}"
+    # Under overload the service may shed load (503 + Retry-After); it must never break.
+    assert not result.errors and set(result.statuses) <= {200, 503}, (dict(result.statuses), dict(result.errors))
+    assert result.statuses[200] > result.total * 0.9
+
+    deadline = time.monotonic() + 600
+    while (hpa().status.current_replicas or 0) > floor and time.monotonic() < deadline:
+        time.sleep(10)
+    assert hpa().status.current_replicas == floor, "did not scale back in after the load stopped"
