@@ -17,7 +17,6 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -52,14 +51,6 @@ class ModelRoute:
 @dataclass(frozen=True)
 class Routes:
     models: Mapping[str, ModelRoute] = field(default_factory=dict)
-
-
-def read(path: str | Path) -> Routes:
-    try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise RoutesFileError(f"cannot read routes file {path}: {error.strerror or error}") from None
-    return parse(text, str(path))
 
 
 def parse(text: str, source: str = "routes") -> Routes:
