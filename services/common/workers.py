@@ -43,10 +43,13 @@ class DrainingThreadWorker(ThreadWorker):
         self._idle_since: dict[TConn, float] = {}  # keep-alive connections seen idle while draining
 
     def handle_exit(self, sig: int, frame: Any) -> None:
+        # Runs in a signal handler, possibly re-entered by the next SIGTERM (the master repeats
+        # it while the worker drains): first mark the drain as started, and take no locks.
+        if self._drain_until is not None:
+            return
+        self._drain_until = time.monotonic() + min(DRAIN_SECONDS, self.cfg.graceful_timeout)
         lifecycle.draining.set()
-        if self._drain_until is None:
-            self._drain_until = time.monotonic() + min(DRAIN_SECONDS, self.cfg.graceful_timeout)
-            self.cfg.set("keepalive", 0)  # every response from now on says Connection: close
+        self.cfg.set("keepalive", 0)  # every response from now on says Connection: close
 
     def murder_keepalived(self) -> None:
         if self._drain_until is None:
