@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -14,7 +15,7 @@ def every(seconds: float, action: Callable[[], object], name: str) -> threading.
 
     def loop() -> None:
         while True:
-            threading.Event().wait(seconds)
+            time.sleep(seconds)
             try:
                 action()
             except Exception:  # noqa: BLE001  (a chore must outlive any one bad round)
