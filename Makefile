@@ -10,7 +10,7 @@ MODEL_ROOT ?= models
 DEFAULT_MODEL := $(MODEL_ROOT)/digits/1/model.keras
 PYTEST_ARGS ?=
 
-.PHONY: help setup model run run-inference test docs clean
+.PHONY: help setup model run run-inference run-gateway test docs clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +36,15 @@ run-inference: setup model ## Start the inference service alone on 127.0.0.1:808
 	@echo "try: curl -s -d @examples/digit-0.json http://127.0.0.1:$(PORT)/v1/models/digits:predict"
 	INFERENCE_BIND=127.0.0.1:$(PORT) INFERENCE_MODEL_ROOT=$(MODEL_ROOT) \
 		exec $(BIN)/gunicorn -c services/inference/gunicorn.conf.py
+
+GATEWAY_PORT ?= 8000
+ROUTES ?= examples/gateway-routes.yaml
+
+run-gateway: setup ## Start the gateway alone on 127.0.0.1:8000 (GATEWAY_PORT=...), routing by ROUTES=... (default: to run-inference)
+	@echo "gateway on http://127.0.0.1:$(GATEWAY_PORT), routes from $(ROUTES)  (Ctrl-C stops)"
+	@echo "try: curl -s -d @examples/digit-0.json http://127.0.0.1:$(GATEWAY_PORT)/v1/models/digits:predict"
+	GATEWAY_BIND=127.0.0.1:$(GATEWAY_PORT) GATEWAY_ROUTES_FILE=$(ROUTES) \
+		exec $(BIN)/gunicorn -c services/gateway/gunicorn.conf.py
 
 test: setup ## Run every test (unit, integration, end-to-end) against real servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

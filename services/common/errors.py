@@ -54,6 +54,9 @@ class ClientError(ServingError):
 class Unauthorized(ClientError):
     status = 401
 
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer", **super().headers()}  # RFC 9110 15.5.2: required
+
 
 class NotFound(ClientError):
     status = 404
@@ -61,6 +64,13 @@ class NotFound(ClientError):
 
 class MethodNotAllowed(ClientError):
     status = 405
+
+    def __init__(self, message: str, *, allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)} if self.allowed else {}
 
 
 class PayloadTooLarge(ClientError):
@@ -95,14 +105,25 @@ def error_response(error: ServingError) -> Response:
     return json_response({"error": error.message}, error.status, error.headers())
 
 
+def report(error: ServingError) -> Response:
+    """The response for a failure, logging the ones that are our fault (not load or deadlines)."""
+    if error.status >= 500 and not isinstance(error, (Unavailable, GatewayTimeout)):
+        log.error("request failed: %s", error.message)
+    return error_response(error)
+
+
+def report_unexpected() -> Response:
+    """The response for a bug: logged with its traceback, shown to the client as nothing more."""
+    log.exception("unhandled error")
+    return json_response({"error": "internal error"}, 500)
+
+
 def register_error_handlers(app: Flask) -> None:
     """Render every failure, ours or Werkzeug's, as JSON with the right status."""
 
     @app.errorhandler(ServingError)
     def _serving_error(error: ServingError) -> Response:
-        if error.status >= 500 and not isinstance(error, (Unavailable, GatewayTimeout)):
-            log.error("request failed: %s", error.message)
-        return error_response(error)
+        return report(error)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
@@ -119,5 +140,4 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        log.exception("unhandled error")
-        return json_response({"error": "internal error"}, 500)
+        return report_unexpected()

@@ -6,6 +6,26 @@ sending it work, while it keeps serving what it already accepted.
 
 from __future__ import annotations
 
-import threading
 
-draining = threading.Event()
+class Flag:
+    """A switch that a signal handler may flip.
+
+    Not a ``threading.Event``: its ``set()`` takes a lock, and a second SIGTERM arriving while the
+    first handler holds it runs the handler again in the same thread, which then waits forever on
+    that lock (seen under SIGHUP reloads, where the Gunicorn master repeats its SIGTERM).
+    """
+
+    def __init__(self) -> None:
+        self._on = False
+
+    def set(self) -> None:
+        self._on = True
+
+    def clear(self) -> None:
+        self._on = False
+
+    def is_set(self) -> bool:
+        return self._on
+
+
+draining = Flag()

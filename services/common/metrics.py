@@ -32,6 +32,10 @@ def prepare_multiprocess_dir() -> Path:
     else:
         path = Path(tempfile.mkdtemp(prefix="modelserver-metrics-"))
         os.environ[ENV] = str(path)
+    # Import now, with the directory set: Gunicorn calls child_exit from its SIGCHLD handler,
+    # and an import there can be re-entered by the next SIGCHLD (two workers exiting at once,
+    # as on SIGHUP) and kill the master with a circular-import error.
+    from prometheus_client import multiprocess  # noqa: F401
     return path
 
 

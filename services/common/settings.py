@@ -96,5 +96,6 @@ def describe(cls: type, prefix: str) -> str:
         default = field.default
         if isinstance(default, tuple):
             default = ",".join(default)
-        rows.append(f"| {shown} | `{default}` | {field.metadata['doc']} |")
+        default = f"`{default}`" if default != "" else "(none)"
+        rows.append(f"| {shown} | {default} | {field.metadata['doc']} |")
     return "\n".join(rows)

@@ -16,14 +16,13 @@ import numpy as np
 
 from services.common import jsoncodec
 from services.common.errors import ClientError
+from services.common.v2 import HEADER_LENGTH, server_metadata  # noqa: F401  (re-exported)
 from services.inference.tensors import TensorSpec, from_bytes, from_typed_json
 
 if TYPE_CHECKING:
     from services.inference.servable import Servable
 
 PLATFORM = "tensorflow_keras"
-EXTENSIONS = ["binary_tensor_data"]
-HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 @dataclass(frozen=True)
@@ -158,10 +157,6 @@ def infer_response(
     if not chunks:
         return header, None
     return header + b"".join(chunks), len(header)
-
-
-def server_metadata(version: str) -> dict[str, Any]:
-    return {"name": "modelserver", "version": version, "extensions": EXTENSIONS}
 
 
 def model_metadata(name: str, versions: Sequence[int], servable: Servable) -> dict[str, Any]:

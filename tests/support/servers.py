@@ -83,6 +83,25 @@ def wait_until_ready(url: str, process: Process | None = None, timeout: float = 
     raise TimeoutError(f"{url} not ready after {timeout}s: {last}\n{tail}")
 
 
+def start_gunicorn(
+    service: str, settings: Mapping[str, str], port: int, log_path: Path, *,
+    ready_path: str = "/readyz", ready_timeout: float = 120,
+) -> tuple[Process, str]:
+    """A real Gunicorn server of ``service`` (its gunicorn.conf.py); returns it and its base URL
+    once ``ready_path`` answers 200."""
+    process = Process(
+        [str(VENV_BIN / "gunicorn"), "-c", str(REPO / f"services/{service}/gunicorn.conf.py")],
+        settings, log_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(f"{url}{ready_path}", process, ready_timeout)
+    except Exception:
+        process.stop(signal.SIGKILL)
+        raise
+    return process, url
+
+
 def start_inference(
     model_root: Path, log_path: Path, *, port: int | None = None, env: Mapping[str, str] | None = None,
     ready_timeout: float = 120,
@@ -96,14 +115,22 @@ def start_inference(
         "INFERENCE_POLL_SECONDS": "0.5",
         **(env or {}),
     }
-    process = Process(
-        [str(VENV_BIN / "gunicorn"), "-c", str(REPO / "services/inference/gunicorn.conf.py")],
-        settings, log_path,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(f"{url}/readyz", process, ready_timeout)
-    except Exception:
-        process.stop(signal.SIGKILL)
-        raise
-    return process, url
+    return start_gunicorn("inference", settings, port, log_path, ready_timeout=ready_timeout)
+
+
+def start_gateway(
+    routes_file: Path, log_path: Path, *, port: int | None = None, env: Mapping[str, str] | None = None,
+    ready_timeout: float = 60, ready_path: str = "/readyz",
+) -> tuple[Process, str]:
+    """A real Gunicorn gateway (2 workers, quick probes and file polls) routing by ``routes_file``."""
+    port = port or free_port()
+    settings = {
+        "GATEWAY_BIND": f"127.0.0.1:{port}",
+        "GATEWAY_ROUTES_FILE": str(routes_file),
+        "GATEWAY_WORKERS": "2",
+        "GATEWAY_HEALTH_INTERVAL": "0.2",
+        "GATEWAY_ROUTES_POLL": "0.2",
+        **(env or {}),
+    }
+    return start_gunicorn("gateway", settings, port, log_path, ready_path=ready_path,
+                          ready_timeout=ready_timeout)

@@ -1,0 +1,63 @@
+"""The gateway's app factory: Gunicorn calls it in each worker, after the fork."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from services.common import logs
+from services.common.errors import register_error_handlers
+from services.gateway import periodic, routes
+from services.gateway.auth import Authenticator
+from services.gateway.config import GatewaySettings, load_settings
+from services.gateway.health import Prober
+from services.gateway.metrics import GatewayMetrics, metrics
+from services.gateway.proxy import Forwarder
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.routing import Router
+from services.gateway.upstream import BackendRegistry
+from services.gateway.wsgi import Gateway
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: GatewaySettings | None = None) -> Flask:
+    """Read routes and keys (a bad file stops the worker from booting), probe every replica
+    once so the first request already knows which are up, then start the background chores."""
+    settings = settings or load_settings()
+    logs.configure(settings.log_level)
+    m = metrics()
+
+    prober = Prober(timeout=min(1.0, settings.health_interval * 2))
+    # One pooled connection per worker thread and replica; a drained replica's pool closes
+    # once the longest request that might still use it is over.
+    registry = BackendRegistry(pool_size=settings.threads, close_after=settings.max_request_timeout + 1)
+    router = Router(settings.routes_file, registry, probe=prober.probe)
+    router.load()
+    auth = Authenticator(settings.api_keys, settings.api_keys_file)
+    limiter = RateLimiter(settings.rate_limit, settings.burst) if settings.rate_limit > 0 else None
+    forwarder = Forwarder(settings.connect_timeout, m)
+
+    periodic.every(settings.health_interval, lambda: prober.probe(router.backends()), "probe")
+    periodic.every(settings.dns_refresh, router.refresh_addresses, "dns")
+    if settings.routes_poll > 0:
+        periodic.every(settings.routes_poll, lambda: watch_files(router, auth, m), "watch")
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    register_error_handlers(app)
+    app.register_blueprint(routes.build(router, forwarder))
+    # Every request passes the gateway's WSGI layer first; model calls end there.
+    app.wsgi_app = Gateway(app.wsgi_app, router, auth, limiter, forwarder, settings, m)  # type: ignore[method-assign]
+    log.info("gateway worker ready", extra={"fields": {
+        "routes": router.describe(), "auth": auth.enabled, "rate_limit": settings.rate_limit,
+    }})
+    return app
+
+
+def watch_files(router: Router, auth: Authenticator, m: GatewayMetrics) -> None:
+    for name, changed in (("routes", router.reload_if_changed), ("api_keys", auth.reload_if_changed)):
+        outcome = changed()
+        if outcome is not None:
+            m.reloads.labels(name, "applied" if outcome else "rejected").inc()

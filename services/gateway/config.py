@@ -1,0 +1,97 @@
+"""Gateway settings, from ``GATEWAY_*`` environment variables.
+
+``python -m services.gateway.config`` prints this table for the docs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from services.common import settings
+from services.common.settings import setting
+
+PREFIX = "GATEWAY_"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    bind: str = setting("127.0.0.1:8000", "Address Gunicorn listens on (`host:port`).")
+    routes_file: str = setting(
+        "", "YAML routes file: per model, its inference backends and optional canary weights "
+        "(required). Re-read when it changes, and on SIGHUP."
+    )
+    api_keys: tuple[str, ...] = setting(
+        (), "Comma-separated API keys. Auth is on when this or `GATEWAY_API_KEYS_FILE` is set."
+    )
+    api_keys_file: str = setting(
+        "", "File of API keys, one per line (`#` comments), e.g. a mounted Secret; re-read when "
+        "it changes. Combined with `GATEWAY_API_KEYS`."
+    )
+    rate_limit: float = setting(
+        0.0, "Requests per second allowed per API key (shared by all workers); 0 = no limit. "
+        "With auth off, one limit for all requests.", minimum=0.0,
+    )
+    rate_burst: int = setting(
+        0, "Requests a key may send at once above its rate; 0 = one second's worth.", minimum=0
+    )
+    workers: int = setting(2, "Gunicorn worker processes.", minimum=1)
+    threads: int = setting(
+        32, "Threads per worker: each waits on one upstream call, so this bounds a worker's "
+        "concurrent requests.", minimum=1,
+    )
+    timeout: int = setting(30, "Gunicorn worker timeout (a stuck main loop), seconds.", minimum=1)
+    graceful_timeout: int = setting(
+        25, "Seconds a stopping worker gets to finish in-flight requests.", minimum=0
+    )
+    keepalive: int = setting(
+        75, "Keep-alive seconds; longer than the proxy's upstream idle timeout (nginx: 60).",
+        minimum=0,
+    )
+    request_timeout: float = setting(
+        30.0, "Default deadline of a request, seconds; past it the client gets 504.",
+        minimum=0.001,
+    )
+    max_request_timeout: float = setting(
+        60.0, "Largest deadline a client may ask for with the `X-Request-Timeout` header.",
+        minimum=0.001,
+    )
+    connect_timeout: float = setting(
+        1.0, "Seconds to open a connection to a backend before trying another replica.",
+        minimum=0.001,
+    )
+    max_body_bytes: int = setting(
+        8 * 1024 * 1024, "Largest request body accepted; larger ones get 413.", minimum=1
+    )
+    health_interval: float = setting(
+        1.0, "Seconds between readiness probes of each backend (`/readyz`).", minimum=0.05
+    )
+    dns_refresh: float = setting(
+        5.0, "Seconds between re-resolutions of backend host names (e.g. a headless Service).",
+        minimum=0.1,
+    )
+    routes_poll: float = setting(
+        1.0, "Seconds between checks of the routes and key files for changes; 0 = only SIGHUP.",
+        minimum=0.0,
+    )
+    log_level: str = setting("info", "Log level: debug, info, warning, error.")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys or self.api_keys_file)
+
+    @property
+    def burst(self) -> float:
+        """Bucket size of the rate limit: the configured burst, else one second's worth."""
+        return float(self.rate_burst or max(1, math.ceil(self.rate_limit)))
+
+
+def load_settings(**overrides: object) -> GatewaySettings:
+    result = settings.load(GatewaySettings, PREFIX, **overrides)
+    if not result.routes_file:
+        raise settings.SettingsError(f"{PREFIX}ROUTES_FILE is required: the YAML file of routes")
+    return result
+
+
+if __name__ == "__main__":
+    print(settings.describe(GatewaySettings, PREFIX))
