@@ -9,14 +9,15 @@ PORT ?= 8080
 MODEL_ROOT ?= models
 DEFAULT_MODEL := $(MODEL_ROOT)/digits/1/model.keras
 PYTEST_ARGS ?=
+REPLICAS ?= 2
 
-.PHONY: help setup model run run-inference run-gateway test docs clean
+.PHONY: help setup model run run-inference run-gateway test load-test docs clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/.installed: pyproject.toml
-	@tools/system-packages.sh python3-venv:python3-venv shellcheck:shellcheck
+	@tools/system-packages.sh python3-venv:python3-venv nginx:nginx-light shellcheck:shellcheck
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[inference,train,dev,deploy]"
@@ -29,7 +30,8 @@ $(DEFAULT_MODEL): | $(BIN)/.installed
 
 model: $(DEFAULT_MODEL) ## Train the default digits model into models/digits/1 (offline, seconds)
 
-run: run-inference ## Start the stack on 127.0.0.1:8080 (PORT=...) with the default model; Ctrl-C stops
+run: setup model ## Start nginx on 127.0.0.1:8080 (PORT=) -> gateway -> 2 inference replicas (REPLICAS=); Ctrl-C stops
+	exec $(BIN)/python -m stack --port $(PORT) --replicas $(REPLICAS) --model-root $(MODEL_ROOT)
 
 run-inference: setup model ## Start the inference service alone on 127.0.0.1:8080 (PORT=...)
 	@echo "inference on http://127.0.0.1:$(PORT)  (Ctrl-C stops)"
@@ -49,11 +51,18 @@ run-gateway: setup ## Start the gateway alone on 127.0.0.1:8000 (GATEWAY_PORT=..
 test: setup ## Run every test (unit, integration, end-to-end) against real servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+$(BIN)/.loadtest: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[loadtest]"
+	@touch $@
+
+load-test: setup model $(BIN)/.loadtest ## Locust, headless, against the stack on PORT (started if absent): reports/loadtest.{html,csv}
+	$(BIN)/python -m loadtest.run --url http://127.0.0.1:$(PORT)
+
 docs: setup ## Regenerate docs/configuration.md from the settings declared in code
 	$(BIN)/python -m tools.configuration_doc > docs/configuration.md
 
 clean: ## Remove the virtualenv, caches and reports (keeps trained models)
-	rm -rf $(VENV) .pytest_cache reports
+	rm -rf $(VENV) .pytest_cache reports .run
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # -- Image: Dockerfile.inference, one image for both services (README, section "Image") --------
