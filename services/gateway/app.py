@@ -8,7 +8,8 @@ from flask import Flask
 
 from services.common import logs
 from services.common.errors import register_error_handlers
-from services.gateway import periodic, routes
+from services.common.openapi import docs_blueprint
+from services.gateway import openapi, periodic, routes
 from services.gateway.auth import Authenticator
 from services.gateway.config import GatewaySettings, load_settings
 from services.gateway.health import Prober
@@ -48,6 +49,7 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     register_error_handlers(app)
     app.register_blueprint(routes.build(router, forwarder))
+    app.register_blueprint(docs_blueprint(lambda: openapi.build_document(auth.enabled), openapi.TITLE))
     # Every request passes the gateway's WSGI layer first; model calls end there.
     app.wsgi_app = Gateway(app.wsgi_app, router, auth, limiter, forwarder, settings, m)  # type: ignore[method-assign]
     log.info("gateway worker ready", extra={"fields": {

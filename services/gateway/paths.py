@@ -49,3 +49,12 @@ def match(path: str) -> ModelCall | None:
     if method is None:  # e.g. /v1/models/x/ready: not a path of this protocol
         return None
     return ModelCall(protocol, name, version, suffix, method)
+
+
+def templates() -> list[tuple[str, str]]:
+    """Every path this table matches, as an OpenAPI template, with its method (for the docs)."""
+    return [
+        (f"/{protocol}/models/{{name}}{pinned}{suffix}", method)
+        for (protocol, suffix), method in _METHODS.items()
+        for pinned in ("", "/versions/{version}")
+    ]

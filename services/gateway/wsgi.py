@@ -16,6 +16,7 @@ from http import HTTPStatus
 from typing import Any
 
 from services.common import deadline, requestid
+from services.common.openapi import ASSETS_PREFIX
 from services.common.errors import (
     ClientError,
     MethodNotAllowed,
@@ -28,7 +29,8 @@ from services.common.errors import (
     report_unexpected,
 )
 from services.gateway import access_log, paths
-from services.gateway.auth import Authenticator
+from services.gateway.openapi import OPEN as OPEN_PATHS
+from services.gateway.auth import ANONYMOUS, Authenticator
 from services.gateway.config import GatewaySettings
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Deadline, Forwarder, forwarded_headers
@@ -45,6 +47,10 @@ DEADLINE = "modelserver.deadline"  # environ key: the request's Deadline
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 _REASONS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 _MAX_VERSION_DIGITS = 18
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(ASSETS_PREFIX + "/")
 
 
 class _Record:
@@ -88,7 +94,7 @@ class Gateway:
                 self._settings.request_timeout, self._settings.max_request_timeout,
             )
             environ[DEADLINE] = Deadline(started + budget, budget)
-            record.caller = self._admit(environ)
+            record.caller = self._admit(environ, open_path=_is_open(path))
             call = paths.match(path)
             if call is None:
                 return self._local(environ, start_response, request_id, record)
@@ -109,10 +115,12 @@ class Gateway:
 
     # -- admission -----------------------------------------------------------------------------
 
-    def _admit(self, environ: dict[str, Any]) -> str:
-        """The caller's identity, once it has shown a valid key and is within its rate."""
+    def _admit(self, environ: dict[str, Any], *, open_path: bool = False) -> str:
+        """The caller's identity, once it has shown a valid key (not on ``open_path``: the API
+        reference needs none, SECURITY.md says why) and is within its rate."""
         try:
-            caller = self._auth.check(environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_API_KEY"))
+            caller = ANONYMOUS if open_path else self._auth.check(
+                environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_API_KEY"))
             if self._limiter is not None:
                 self._limiter.check(caller)
         except Unauthorized:

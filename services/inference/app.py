@@ -8,7 +8,8 @@ from flask import Flask
 
 from services.common import logs
 from services.common.errors import register_error_handlers
-from services.inference import routes
+from services.common.openapi import docs_blueprint
+from services.inference import openapi, routes
 from services.inference.config import InferenceSettings, load_settings
 from services.inference.metrics import metrics
 from services.inference.model_store import Model, ModelStore
@@ -45,6 +46,7 @@ def create_app(settings: InferenceSettings | None = None) -> Flask:
     app.extensions["model_store"] = store
     register_error_handlers(app)
     app.register_blueprint(routes.build(store, settings, m))
+    app.register_blueprint(docs_blueprint(openapi.build_document, openapi.TITLE))
     log.info(
         "inference worker ready",
         extra={"fields": {"models": {n: sorted(store.model(n).served) for n in store.names()}}},
