@@ -35,12 +35,13 @@ ERROR: Schema = {
     "properties": {"error": {"type": "string"}},
     "additionalProperties": False,
 }
+_SCALAR: Schema = {"oneOf": [{"type": "number"}, {"type": "boolean"}]}
 _NUMBERS: Schema = {
     "description": "A number, a boolean, or nested lists of them (batch first).",
     "oneOf": [
         {"type": "number"},
         {"type": "boolean"},
-        {"type": "array", "items": {}},
+        {"type": "array", "items": {"oneOf": [_SCALAR, {"type": "array", "items": _SCALAR}]}},
     ],
 }
 TFS_PREDICT_REQUEST: Schema = {
@@ -51,7 +52,7 @@ TFS_PREDICT_REQUEST: Schema = {
         "instances": {
             "type": "array", "minItems": 1,
             "description": "One element per example: a tensor, or an object keyed by input name.",
-            "items": {},
+            "items": {"oneOf": [_NUMBERS, {"type": "object", "additionalProperties": _NUMBERS}]},
         },
         "inputs": {
             "description": "A batch tensor, or an object of batch tensors keyed by input name.",
@@ -63,7 +64,7 @@ TFS_PREDICT_RESPONSE: Schema = {
     "type": "object",
     "description": "`predictions` for the row format, `outputs` for the columnar one.",
     "properties": {
-        "predictions": {"type": "array", "items": {}},
+        "predictions": {"type": "array"},
         "outputs": {"oneOf": [{"type": "array"}, {"type": "object"}]},
     },
 }

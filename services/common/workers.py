@@ -29,7 +29,9 @@ from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from services.common import lifecycle
+from services.common import lifecycle, wire_errors
+
+wire_errors.install()  # Gunicorn's own 400/431 answers are JSON too
 
 DRAIN_SECONDS = 5.0
 IDLE_GRACE = 1.0

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from services.common import deadline, requestid
+from services.common import deadline, naturals, requestid
 from services.common.openapi import ASSETS_PREFIX
 from services.common.errors import (
     ClientError,
@@ -46,7 +46,6 @@ DEADLINE = "modelserver.deadline"  # environ key: the request's Deadline
 # Open to anyone (probes and scrapers carry no keys), logged at debug, not counted.
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 _REASONS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
-_MAX_VERSION_DIGITS = 18
 
 
 def _is_open(path: str) -> bool:
@@ -146,7 +145,7 @@ class Gateway:
         record.model = call.name
         version = call.version
         if version is not None:
-            if not version.isdigit() or len(version) > _MAX_VERSION_DIGITS:
+            if naturals.parse(version) is None:
                 raise NotFound(f"model '{call.name}' version '{version[:40]}' not found: versions are integers")
         elif call.is_inference and route.canary is not None:
             version = route.canary.choose()
@@ -179,7 +178,7 @@ class Gateway:
         stream = environ["wsgi.input"]
         length = environ.get("CONTENT_LENGTH")
         if length:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 raise ClientError("Content-Length is not a number")
             if int(length) > limit:
                 raise PayloadTooLarge("request body too large")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from services.common.errors import NotFound, Unavailable
+from services.common.naturals import parse as parse_version
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,9 @@ class ModelStore(Generic[S]):
             versions: dict[int, Path] = {}
             try:
                 for version_dir in model_dir.iterdir():
-                    if version_dir.name.isdigit() and version_dir.is_dir():
-                        versions[int(version_dir.name)] = version_dir
+                    number = parse_version(version_dir.name)
+                    if number is not None and version_dir.is_dir():
+                        versions[number] = version_dir
             except OSError as error:
                 model = self._models.setdefault(model_dir.name, Model(model_dir.name))
                 model.error = f"cannot read {model_dir}: {error.strerror or error}"

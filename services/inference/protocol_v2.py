@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from services.common import jsoncodec
+from services.common import jsoncodec, naturals
 from services.common.errors import ClientError
 from services.common.v2 import HEADER_LENGTH, server_metadata  # noqa: F401  (re-exported)
 from services.inference.tensors import TensorSpec, from_bytes, from_typed_json
@@ -35,7 +35,7 @@ class InferRequest:
 def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, memoryview | None]:
     if header_length is None:
         return body, None
-    if not header_length.isdigit() or not 0 < int(header_length) <= len(body):
+    if naturals.parse(header_length) is None or not 0 < int(header_length) <= len(body):
         raise ClientError(
             f"{HEADER_LENGTH} must be a positive integer no larger than the body "
             f"({len(body)} bytes), got {header_length[:40]!r}"
@@ -63,7 +63,7 @@ def parse_infer(
         if not isinstance(tensor, dict):
             raise ClientError(f"{where}: must be an object with name, shape, datatype and data")
         name = tensor.get("name")
-        if name not in specs:
+        if not isinstance(name, str) or name not in specs:  # a list or object is unhashable
             raise ClientError(f"{where}: unknown input {name!r}; model inputs are {sorted(specs)}"[:300])
         if name in arrays:
             raise ClientError(f"{where}: input '{name}' given twice")
@@ -126,7 +126,7 @@ def _requested_outputs(payload: dict[str, Any], specs: Sequence[TensorSpec]) -> 
     chosen = []
     for entry in requested:
         name = entry.get("name") if isinstance(entry, dict) else None
-        if name not in index:
+        if not isinstance(name, str) or name not in index:
             raise ClientError(f"unknown output {name!r}; model outputs are {sorted(index)}"[:300])
         options = entry.get("parameters") or {}
         binary = options.get("binary_data", all_binary) if isinstance(options, dict) else all_binary

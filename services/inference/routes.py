@@ -9,6 +9,7 @@ from flask import Blueprint, Response, g, request
 
 from services import __version__
 from services.common import deadline, jsoncodec, lifecycle, metrics as metrics_endpoint, requestid
+from services.common import naturals
 from services.common.errors import ClientError, NotFound, Unavailable, UnsupportedMediaType
 from services.common.jsoncodec import json_response
 from services.inference import protocol_tfs, protocol_v2
@@ -53,9 +54,9 @@ def build(store: ModelStore[ServedVersion], settings: InferenceSettings, m: Infe
     def lookup(name: str, version: str | None) -> tuple[int, ServedVersion]:
         wanted: int | None = None
         if version is not None:
-            if not version.isdigit():
+            wanted = naturals.parse(version)
+            if wanted is None:
                 raise NotFound(f"model '{name}' version '{version[:40]}' not found: versions are integers")
-            wanted = int(version)
         resolved, served = store.get(name, wanted)
         g.version = resolved
         return resolved, served

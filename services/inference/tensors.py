@@ -100,6 +100,24 @@ def _as_array(data: Any, where: str) -> np.ndarray:
     return array
 
 
+def _exact_integers(data: Any, array: np.ndarray, where: str) -> np.ndarray:
+    """``array`` again, exactly, when numpy read a list of integers as floats.
+
+    numpy turns ``[2**63, 1]`` into float64 (no signed or unsigned 64-bit type holds both
+    "kinds"), so a valid UINT64 tensor was refused as "numbers" (found by a round-trip
+    property test). Only integer inputs pay for this, and only when numpy chose floats.
+    """
+    values = np.array(data, dtype=object)
+    if values.shape != array.shape or not all(type(v) is int for v in values.flat):
+        return array  # real non-integers: refused by the caller as before
+    low, high = min(values.flat), max(values.flat)
+    if 0 <= low and high < 2**64:
+        return values.astype(np.uint64)
+    if -(2**63) <= low and high < 2**63:
+        return values.astype(np.int64)
+    raise ClientError(f"{where}: integers out of the 64-bit range")
+
+
 def convert(
     array: np.ndarray, spec: TensorSpec, where: str, *, allow_nonfinite: bool
 ) -> np.ndarray:
@@ -137,7 +155,10 @@ def check_shape(shape: Sequence[int], spec: TensorSpec, where: str) -> None:
 
 def from_json(data: Any, spec: TensorSpec, where: str, *, allow_nonfinite: bool) -> np.ndarray:
     """Nested JSON lists (batch first) -> a checked array for ``spec``."""
-    return convert(_as_array(data, where), spec, where, allow_nonfinite=allow_nonfinite)
+    array = _as_array(data, where)
+    if array.dtype.kind == "f" and spec.dtype.kind in "iu":
+        array = _exact_integers(data, array, where)
+    return convert(array, spec, where, allow_nonfinite=allow_nonfinite)
 
 
 def from_typed_json(
@@ -149,6 +170,8 @@ def from_typed_json(
         raise ClientError(f"{where}: unknown datatype {datatype!r}; expected one of {sorted(DATATYPES)}"[:300])
     array = _as_array(data, where)
     declared = DATATYPES[datatype][0]
+    if array.dtype.kind == "f" and declared.kind in "iu":
+        array = _exact_integers(data, array, where)
     if array.dtype.kind not in _ACCEPTS[declared.kind]:
         raise ClientError(
             f"{where}: datatype {datatype} needs {_KIND_WORDS[declared.kind]}, "

@@ -94,3 +94,16 @@ def test_shapes_must_be_lists_of_naturals():
     assert parse_shape([1, 2], "x") == [1, 2]
     for bad in ([1, True], "12", [1.0], None):
         rejects(parse_shape, bad, "x", match="non-negative integers")
+
+
+def test_uint64_values_beyond_int64_mixed_with_small_ones_stay_exact():
+    # Was refused as "numbers": numpy reads [2**63, 1] as float64.
+    spec = TensorSpec("x", np.dtype("<u8"), (None, 2))
+    values = [[2**63, 1], [2**64 - 1, 0]]
+    typed = from_typed_json(values, "UINT64", [2, 2], spec, "x", allow_nonfinite=False)
+    assert typed.tolist() == values and typed.dtype == np.uint64
+    assert from_json(values, spec, "x", allow_nonfinite=False).tolist() == values
+    with pytest.raises(ClientError, match="64-bit range"):
+        from_typed_json([[2**64, -1]], "UINT64", [1, 2], spec, "x", allow_nonfinite=False)
+    with pytest.raises(ClientError, match="integers"):
+        from_typed_json([[2**63, 1.5]], "UINT64", [1, 2], spec, "x", allow_nonfinite=False)
