@@ -27,10 +27,13 @@ class FuzzRun:
         return f"{self.generated} cases, {len(self.failures)} failures, {len(self.errors)} errors\n{self.output[-6000:]}"
 
 
-def config(path: Path, models: list[str], versions: list[str]) -> Path:
+def config(path: Path, models: list[str], versions: list[str], *, api_key: str | None = None) -> Path:
     """A schemathesis.toml that steers most path parameters to names the server knows, so the
-    bodies reach the codecs instead of a 404 (the rest stay random)."""
-    path.write_text(
+    bodies reach the codecs instead of a 404 (the rest stay random); with ``api_key``, the key
+    for both of the gateway's security schemes (so ignored_auth knows what to leave out)."""
+    auth = "" if api_key is None else (
+        f'[auth.openapi.apiKey]\napi_key = "{api_key}"\n[auth.openapi.bearer]\nbearer = "{api_key}"\n')
+    path.write_text(auth +
         f"[dictionaries.models]\nvalues = {json.dumps(models)}\n"
         f"[dictionaries.versions]\nvalues = {json.dumps(versions)}\n"
         "[parameters]\n"
