@@ -10,6 +10,7 @@ import pwd
 import shutil
 import signal
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -89,9 +90,18 @@ def build(args: argparse.Namespace) -> tuple[Supervisor, dict]:
         log_path=logs / "gateway.log",
     ))
 
+    scratch = None
+    if os.geteuid() == 0:
+        # A root nginx master runs its workers as "nobody", which may not reach run_dir (a
+        # pytest tmp dir is 0700): request bodies over 1 MiB then failed with a 500. Their
+        # scratch space is a directory of nobody's own under /tmp instead.
+        scratch = Path(tempfile.mkdtemp(prefix="modelserver-nginx-"))
     settings = nginx_config.NginxSettings(
         listen=f"127.0.0.1:{args.port}",
-        upstreams=[f"127.0.0.1:{gateway_port}"],
+        # Listed twice, as in the chart: proxy_next_upstream then has a second try when a
+        # gateway worker dies under a request (one address alone gets no retry).
+        upstreams=[f"127.0.0.1:{gateway_port}"] * 2,
+        temp_dir=scratch,
         run_dir=run_dir / "nginx",
         access_log=f"{logs / 'nginx-access.log'} json",
         rate_limit=args.rate_limit,
@@ -99,10 +109,9 @@ def build(args: argparse.Namespace) -> tuple[Supervisor, dict]:
         client_max_body_size=args.max_body,
     )
     conf = nginx_config.write(settings)
-    if os.geteuid() == 0:
-        # A root nginx master runs its workers as "nobody": let them use the scratch dirs.
+    if scratch is not None:
         nobody = pwd.getpwnam("nobody").pw_uid
-        for path in [settings.run_dir / "tmp", *(settings.run_dir / "tmp").iterdir()]:
+        for path in [scratch, *scratch.iterdir()]:
             os.chown(path, nobody, -1)
     url = f"http://127.0.0.1:{args.port}"
     services.append(Service(
@@ -120,6 +129,7 @@ def build(args: argparse.Namespace) -> tuple[Supervisor, dict]:
         "logs": str(logs),
         "inference": [f"http://{r}" for r in replicas],
         "gateway": gateway_url,
+        "nginx_scratch": str(settings.scratch),
     }
     return Supervisor(services, ready_timeout=args.ready_timeout), state
 
@@ -161,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         supervisor.stop_all()
+        if Path(state["nginx_scratch"]).name.startswith("modelserver-nginx-"):
+            shutil.rmtree(state["nginx_scratch"], ignore_errors=True)
         (args.run_dir / "stack.json").unlink(missing_ok=True)
         logging.info("stopped")
 

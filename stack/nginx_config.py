@@ -33,6 +33,11 @@ class NginxSettings:
     rate_limit: str = "2000r/s"
     rate_burst: int = 4000
     worker_processes: str = "auto"
+    temp_dir: Path | None = None  # request bodies over 1 MiB spill here; default run_dir/tmp
+
+    @property
+    def scratch(self) -> Path:
+        return self.temp_dir or self.run_dir / "tmp"
 
     def values(self) -> dict[str, str]:
         servers = "\n        ".join(f"server {address} max_fails=1 fail_timeout=2s;" for address in self.upstreams)
@@ -41,7 +46,7 @@ class NginxSettings:
             "PID_FILE": str(self.run_dir / "nginx.pid"),
             "ERROR_LOG": self.error_log,
             "ACCESS_LOG": self.access_log,
-            "TEMP_DIR": str(self.run_dir / "tmp"),
+            "TEMP_DIR": str(self.scratch),
             "LISTEN": self.listen,
             "UPSTREAM_SERVERS": servers,
             "CLIENT_MAX_BODY_SIZE": self.client_max_body_size,
@@ -63,7 +68,8 @@ def render(values: Mapping[str, str], template: str | None = None) -> str:
 def write(settings: NginxSettings) -> Path:
     """Write the rendered config and its scratch directories under ``run_dir``."""
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (settings.run_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+        (settings.scratch / sub).mkdir(parents=True, exist_ok=True)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
     path = settings.run_dir / "nginx.conf"
     path.write_text(render(settings.values()))
     return path

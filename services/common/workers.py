@@ -30,6 +30,7 @@ from typing import Any
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from services.common import lifecycle, wire_errors
+from services.common.buffering import BufferedRequests
 
 wire_errors.install()  # Gunicorn's own 400/431 answers are JSON too
 
@@ -37,7 +38,7 @@ DRAIN_SECONDS = 5.0
 IDLE_GRACE = 1.0
 
 
-class DrainingThreadWorker(ThreadWorker):
+class DrainingThreadWorker(BufferedRequests, ThreadWorker):  # buffering: slow clients hold no thread
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._drain_until: float | None = None

@@ -11,6 +11,7 @@ from services import __version__
 from services.common import deadline, jsoncodec, lifecycle, metrics as metrics_endpoint, requestid
 from services.common import naturals
 from services.common.errors import ClientError, NotFound, Unavailable, UnsupportedMediaType
+from services.common.errors import PayloadTooLarge
 from services.common.jsoncodec import json_response
 from services.inference import protocol_tfs, protocol_v2
 from services.inference.config import InferenceSettings
@@ -75,6 +76,13 @@ def build(store: ModelStore[ServedVersion], settings: InferenceSettings, m: Infe
         encoding = request.headers.get("Content-Encoding", "identity").lower()
         if encoding != "identity":
             raise UnsupportedMediaType(f"Content-Encoding {encoding[:40]} is not supported; send identity")
+        if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+            # Chunked: Werkzeug's stream silently stops at the limit (a 10 MiB body was parsed
+            # as its first 8 MiB), so read one byte past it and refuse.
+            data = request.environ["wsgi.input"].read(settings.max_body_bytes + 1)
+            if len(data) > settings.max_body_bytes:
+                raise PayloadTooLarge("request body too large")
+            return data
         return request.get_data(cache=False)
 
     def parse(raw: bytes) -> Any:

@@ -73,39 +73,6 @@ def start_stack(base: Path, digits_version: Path, *extra: str, env: dict | None 
     return stack.state["url"], stack
 
 
-@pytest.fixture(scope="session")
-def digits_version(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return models.train_digits(tmp_path_factory.mktemp("e2e-trained"), 1)
-
-
-@pytest.fixture(scope="session")
-def digits_data():
-    from tools.train_digits import load_data
-
-    _, x_test, _, y_test = load_data()
-    return x_test, y_test
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory, digits_version):
-    """(base URL, LocalStack or None when testing a deployed stack)."""
-    url = os.environ.get("E2E_BASE_URL")
-    if url:
-        yield url.rstrip("/"), None
-        return
-    url, local = start_stack(tmp_path_factory.mktemp("stack"), digits_version)
-    yield url, local
-    assert local.stop() == 0
-
-
-@pytest.fixture
-def local_stack(stack):
-    url, local = stack
-    if local is None:
-        pytest.skip("needs the local stack (reaches inside it); see test_cluster.py for the cluster")
-    return url, local
-
-
 def wait_ready(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
