@@ -98,9 +98,10 @@ def build(args: argparse.Namespace) -> tuple[Supervisor, dict]:
         scratch = Path(tempfile.mkdtemp(prefix="modelserver-nginx-"))
     settings = nginx_config.NginxSettings(
         listen=f"127.0.0.1:{args.port}",
-        # Listed twice, as in the chart: proxy_next_upstream then has a second try when a
-        # gateway worker dies under a request (one address alone gets no retry).
-        upstreams=[f"127.0.0.1:{gateway_port}"] * 2,
+        # Listed several times, as in the chart: nginx tries each entry at most once per
+        # request, and a gateway worker killed under load leaves dead keep-alive connections
+        # behind, so a retry can meet one too (two entries still let 1 in 600 requests fail).
+        upstreams=[f"127.0.0.1:{gateway_port}"] * nginx_config.UPSTREAM_COPIES,
         temp_dir=scratch,
         run_dir=run_dir / "nginx",
         access_log=f"{logs / 'nginx-access.log'} json",
@@ -149,13 +150,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="stack: %(message)s")
 
     supervisor, state = build(args)
+
+    def record(service: Service | None = None) -> None:
+        """stack.json: the URL and every process id (rewritten when one is restarted)."""
+        for each in supervisor.services:
+            state[f"{each.name}_pid"] = each.pid
+        staging = args.run_dir / "stack.json.tmp"
+        staging.write_text(json.dumps(state, indent=2))
+        staging.replace(args.run_dir / "stack.json")
+
+    supervisor.on_restart = record
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: supervisor.request_stop())
     try:
         supervisor.start_all()
-        for service in supervisor.services:
-            state[f"{service.name}_pid"] = service.pid
-        (args.run_dir / "stack.json").write_text(json.dumps(state, indent=2))
+        record()
         print(
             f"\nmodelserver is up: {state['url']}  (logs: {state['logs']})\n"
             f"  curl -s -d @examples/digit-0.json {state['url']}/v1/models/digits:predict\n"

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "helm/modelserver/files/nginx.conf.template"
+# How often the one gateway address is listed upstream (see stack/__main__.py and the chart).
+UPSTREAM_COPIES = 4
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 PLACEHOLDERS = (
     "WORKER_PROCESSES", "PID_FILE", "ERROR_LOG", "ACCESS_LOG", "TEMP_DIR", "LISTEN",
@@ -40,7 +42,9 @@ class NginxSettings:
         return self.temp_dir or self.run_dir / "tmp"
 
     def values(self) -> dict[str, str]:
-        servers = "\n        ".join(f"server {address} max_fails=1 fail_timeout=2s;" for address in self.upstreams)
+        # max_fails=0, as in the chart: a gateway listed twice must never be marked down by a
+        # worker dying under a request ("no live upstreams" answered 481 requests with 502).
+        servers = "\n        ".join(f"server {address} max_fails=0;" for address in self.upstreams)
         return {
             "WORKER_PROCESSES": self.worker_processes,
             "PID_FILE": str(self.run_dir / "nginx.pid"),

@@ -63,9 +63,11 @@ class Service:
 
 
 class Supervisor:
-    def __init__(self, services: Sequence[Service], ready_timeout: float = 180) -> None:
+    def __init__(self, services: Sequence[Service], ready_timeout: float = 180,
+                 on_restart: Callable[[Service], None] | None = None) -> None:
         self.services = list(services)
         self.ready_timeout = ready_timeout
+        self.on_restart = on_restart  # e.g. record the new pid
         self._stopping = threading.Event()
 
     def start_all(self) -> None:
@@ -94,6 +96,8 @@ class Supervisor:
                     service.restarts += 1
                     log.warning("%s exited (%s); restarting (restart %d)", service.name, code, service.restarts)
                     service.start()
+                    if self.on_restart is not None:
+                        self.on_restart(service)
 
     def request_stop(self) -> None:
         self._stopping.set()

@@ -206,7 +206,12 @@ V2_MODEL_READY: Schema = {
 }
 STATUS: Schema = {
     "type": "object", "required": ["status"],
-    "properties": {"status": {"type": "string"}, "models": {"type": "object"}},
+    "properties": {
+        "status": {"type": "string"},
+        "models": {"type": "object"},
+        "errors": {"type": "object", "additionalProperties": {"type": "string"},
+                   "description": "Inference: what the model store cannot read, by model ('' = the model root)."},
+    },
 }
 
 # -- operations --------------------------------------------------------------------------------

@@ -29,10 +29,10 @@ from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from services.common import lifecycle, wire_errors
+from services.common import gunicorn_wire, lifecycle
 from services.common.buffering import BufferedRequests
 
-wire_errors.install()  # Gunicorn's own 400/431 answers are JSON too
+gunicorn_wire.install()  # Gunicorn's own errors in JSON; head and body in one write
 
 DRAIN_SECONDS = 5.0
 IDLE_GRACE = 1.0

@@ -80,6 +80,7 @@ class ModelStore(Generic[S]):
         self._seen: dict[tuple[str, int], tuple[int, int]] = {}
         self._stop = threading.Event()
         self.root_error = ""
+        self._unreadable: set[str] = set()
 
     # -- lookups (request path: no locks, no filesystem) -------------------------------------
 
@@ -108,6 +109,13 @@ class ModelStore(Generic[S]):
             raise NotFound(f"model '{name}' version {version} not found")
         return version, servable
 
+    def errors(self) -> dict[str, str]:
+        """What keeps the store from seeing the disk: per model, and "" for the model root."""
+        found = {name: model.error for name, model in sorted(self._models.items()) if model.error}
+        if self.root_error:
+            found[""] = self.root_error
+        return found
+
     def ready(self) -> bool:
         """Every model on disk has a version to serve (and there is at least one model)."""
         return bool(self._models) and all(m.served for m in self._models.values())
@@ -127,13 +135,15 @@ class ModelStore(Generic[S]):
                 return
             for name, versions in on_disk.items():
                 self._sync_model(name, versions, initial=initial)
-            for name in set(self._models) - set(on_disk):
+            # An unreadable model directory keeps its own error (not "gone") and its versions.
+            for name in set(self._models) - set(on_disk) - self._unreadable:
                 model = self._models[name]
                 if model.served:
                     model.error = "model directory is gone; still serving what is loaded"
 
     def _discover(self) -> dict[str, dict[int, Path]]:
         found: dict[str, dict[int, Path]] = {}
+        self._unreadable = set()
         for model_dir in sorted(self.root.iterdir()):
             if not model_dir.is_dir() or not NAME_PATTERN.fullmatch(model_dir.name):
                 continue
@@ -146,6 +156,7 @@ class ModelStore(Generic[S]):
             except OSError as error:
                 model = self._models.setdefault(model_dir.name, Model(model_dir.name))
                 model.error = f"cannot read {model_dir}: {error.strerror or error}"
+                self._unreadable.add(model_dir.name)
                 log.error("model scan failed", extra={"fields": {"error": model.error}})
                 continue
             found[model_dir.name] = versions

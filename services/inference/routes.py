@@ -116,7 +116,9 @@ def build(store: ModelStore[ServedVersion], settings: InferenceSettings, m: Infe
     def readyz() -> Response:
         ready, reason = readiness()
         models = {n: store.model(n).default_version for n in store.names()}
-        return json_response({"status": reason, "models": models}, 200 if ready else 503)
+        # Errors do not make it unready while every model still serves: they say what to fix.
+        body = {"status": reason, "models": models, "errors": store.errors()}
+        return json_response(body, 200 if ready else 503)
 
     @bp.get("/metrics")
     def prometheus() -> Response:

@@ -85,12 +85,12 @@ def wait_until_ready(url: str, process: Process | None = None, timeout: float = 
 
 def start_gunicorn(
     service: str, settings: Mapping[str, str], port: int, log_path: Path, *,
-    ready_path: str = "/readyz", ready_timeout: float = 120,
+    ready_path: str = "/readyz", ready_timeout: float = 120, prefix: Sequence[str] = (),
 ) -> tuple[Process, str]:
     """A real Gunicorn server of ``service`` (its gunicorn.conf.py); returns it and its base URL
-    once ``ready_path`` answers 200."""
+    once ``ready_path`` answers 200. ``prefix`` runs it through a wrapper (e.g. ``setpriv``)."""
     process = Process(
-        [str(VENV_BIN / "gunicorn"), "-c", str(REPO / f"services/{service}/gunicorn.conf.py")],
+        [*prefix, str(VENV_BIN / "gunicorn"), "-c", str(REPO / f"services/{service}/gunicorn.conf.py")],
         settings, log_path,
     )
     url = f"http://127.0.0.1:{port}"
@@ -104,7 +104,7 @@ def start_gunicorn(
 
 def start_inference(
     model_root: Path, log_path: Path, *, port: int | None = None, env: Mapping[str, str] | None = None,
-    ready_timeout: float = 120,
+    ready_timeout: float = 120, prefix: Sequence[str] = (),
 ) -> tuple[Process, str]:
     """A real Gunicorn inference server; returns it and its base URL once /readyz says ready."""
     port = port or free_port()
@@ -115,7 +115,7 @@ def start_inference(
         "INFERENCE_POLL_SECONDS": "0.5",
         **(env or {}),
     }
-    return start_gunicorn("inference", settings, port, log_path, ready_timeout=ready_timeout)
+    return start_gunicorn("inference", settings, port, log_path, ready_timeout=ready_timeout, prefix=prefix)
 
 
 def start_gateway(

@@ -1,8 +1,11 @@
 {{/*
 The values of the template's ${UPPER_CASE} placeholders (stack/nginx_config.PLACEHOLDERS).
-The upstream is the gateway's ClusterIP Service, listed twice: nginx resolves a name once at
-start, a ClusterIP never changes, and kube-proxy picks a gateway pod per connection, so the
-second entry gives `proxy_next_upstream` a retry that will most likely reach another pod.
+The upstream is the gateway's ClusterIP Service, listed four times (stack/nginx_config.py
+UPSTREAM_COPIES): nginx resolves a name once at start, a ClusterIP never changes, and kube-proxy
+picks a gateway pod per connection, so further entries give `proxy_next_upstream` retries that
+will most likely reach another pod. nginx tries each entry at most once per request, and a
+gateway worker killed under load leaves dead keep-alive connections that a retry can meet too:
+with two entries 1 request in 600 still failed (docs/architecture.md, "Faults").
 max_fails=0 because one address stands for all gateway pods: a failure of one pod must not
 mark the whole Service down.
 */}}
@@ -15,7 +18,7 @@ ERROR_LOG: stderr
 ACCESS_LOG: {{ ternary "/dev/stdout json" "off" $c.accessLog | quote }}
 TEMP_DIR: /tmp
 LISTEN: "8080"
-UPSTREAM_SERVERS: {{ printf "%s\n        %s" $upstream $upstream | quote }}
+UPSTREAM_SERVERS: {{ printf "%s\n        %s\n        %s\n        %s" $upstream $upstream $upstream $upstream | quote }}
 CLIENT_MAX_BODY_SIZE: {{ $c.clientMaxBodySize | quote }}
 PROXY_READ_TIMEOUT: "{{ $c.proxyReadTimeoutSeconds }}s"
 RATE_LIMIT: {{ $c.rateLimit | quote }}
