@@ -62,6 +62,17 @@ class DrainingThreadWorker(BufferedRequests, ThreadWorker):  # buffering: slow c
             # moment its in-flight answer went out, under a client about to reuse it.
             self._drain_step()
 
+    def enqueue_req(self, conn: TConn) -> None:
+        conn.arrived = time.monotonic()  # queued for a thread from now: admission counts it
+        super().enqueue_req(conn)
+
+    def handle(self, conn: TConn) -> Any:
+        lifecycle.mark_arrival(getattr(conn, "arrived", None))
+        try:
+            return super().handle(conn)
+        finally:
+            lifecycle.mark_arrival(None)
+
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
         self._idle_since.pop(conn, None)  # it brought a request: no longer idle
         super().on_client_socket_readable(conn, client)

@@ -56,6 +56,10 @@ class GatewaySettings:
         60.0, "Largest deadline a client may ask for with the `X-Request-Timeout` header.",
         minimum=0.001,
     )
+    queue_budget_ms: float = setting(
+        500.0, "A request that waited longer for a worker thread gets 503 + Retry-After at once "
+        "(overload: shed early instead of queueing).", minimum=1.0,
+    )
     connect_timeout: float = setting(
         1.0, "Seconds to open a connection to a backend before trying another replica.",
         minimum=0.001,

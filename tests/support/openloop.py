@@ -26,7 +26,10 @@ from urllib.parse import urlsplit
 class Tally:
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+    # From the due time (what a client on schedule sees) and from the send (what the stack
+    # took: the generator's own lag when the machine is busy is not the stack's latency).
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"ok": [], "shed": [], "other": []})
+    service: dict[str, list[float]] = field(default_factory=lambda: {"ok": [], "shed": [], "other": []})
     wrong: int = 0  # 200s whose body is not the right answer
     shed_without_retry_after: int = 0
     per_second: Counter = field(default_factory=Counter)  # second -> answered 200s
@@ -39,6 +42,7 @@ class Tally:
             return round(ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)], 4)
 
         ok, shed = self.latencies["ok"], self.latencies["shed"]
+        ok_service, shed_service = self.service["ok"], self.service["shed"]
         return {
             "seconds": round(seconds, 2), "offered": offered, "offered_rate": round(offered / seconds, 1),
             "served_rate": round(len(ok) / seconds, 1), "shed_rate": round(len(shed) / seconds, 1),
@@ -47,6 +51,8 @@ class Tally:
             "shed_without_retry_after": self.shed_without_retry_after,
             "served_p50": pct(ok, 0.5), "served_p99": pct(ok, 0.99), "served_max": pct(ok, 1.0),
             "shed_p50": pct(shed, 0.5), "shed_p99": pct(shed, 0.99),
+            "served_service_p50": pct(ok_service, 0.5), "served_service_p99": pct(ok_service, 0.99),
+            "shed_service_p50": pct(shed_service, 0.5), "shed_service_p99": pct(shed_service, 0.99),
             "served_per_second": [self.per_second.get(s, 0) for s in range(int(seconds) + 1)],
         }
 
@@ -93,6 +99,7 @@ class Client:
         try:
             conn = await asyncio.wait_for(self.connection(), timeout)
             reader, writer = conn
+            sent = time.monotonic()
             writer.write(self.request)
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
             lines = head.decode("latin-1").split("\r\n")
@@ -113,6 +120,7 @@ class Client:
         self.tally.statuses[status] += 1
         kind = "ok" if status == 200 else "shed" if status in (429, 503) else "other"
         self.tally.latencies[kind].append(done - due)
+        self.tally.service[kind].append(done - sent)
         if status == 200:
             self.tally.per_second[int(done - self.start)] += 1
             if self.expect not in body:
