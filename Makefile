@@ -11,7 +11,7 @@ DEFAULT_MODEL := $(MODEL_ROOT)/digits/1/model.keras
 PYTEST_ARGS ?=
 REPLICAS ?= 2
 
-.PHONY: help setup model run run-inference run-gateway test load-test docs clean
+.PHONY: help setup model run run-inference run-gateway test load-test soak docs clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +57,11 @@ $(BIN)/.loadtest: $(BIN)/.installed
 
 load-test: setup model $(BIN)/.loadtest ## Locust, headless, against the stack on PORT (started if absent): reports/loadtest.{html,csv}
 	$(BIN)/python -m loadtest.run --url http://127.0.0.1:$(PORT)
+
+SOAK_SECONDS ?= 600
+
+soak: setup model ## 10-min mixed run on its own stack (SOAK_SECONDS=60 for a short one): reports/soak.{md,json}
+	$(BIN)/python -m soak --seconds $(SOAK_SECONDS) --model-root $(MODEL_ROOT) --out reports/soak
 
 docs: setup ## Regenerate docs/configuration.md from the settings declared in code
 	$(BIN)/python -m tools.configuration_doc > docs/configuration.md

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import wait_ready
-from tests.support import procs
+from soak import procs
 from tests.support.load import Load
 from tests.support.servers import REPO
 

@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 
-from tests.support import procs
+from soak import procs
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Processes of a running stack, read from /proc: children, RSS, and log lines to watch for."""
+"""Processes of a running stack, read from /proc: descendants and resident memory (Linux)."""
 
 from __future__ import annotations
 
