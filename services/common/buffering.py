@@ -25,6 +25,9 @@ from gunicorn.http import RequestParser
 HEAD_LIMIT = 64 * 1024  # Gunicorn refuses heads far smaller than this; past it, let it say so
 BODY_BUFFER = 16 * 1024 * 1024  # above both services' default body limit (8 MiB)
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", re.IGNORECASE)
+# A client that sent this waits for "100 Continue" (Gunicorn's, once it parses the head)
+# before it sends the body: waiting for the body here first would stall it.
+_EXPECT = re.compile(rb"\r\nexpect:[ \t]*100-continue", re.IGNORECASE)
 
 
 def complete(buffer: bytes | bytearray) -> bool:
@@ -33,8 +36,8 @@ def complete(buffer: bytes | bytearray) -> bool:
     if end < 0:
         return len(buffer) > HEAD_LIMIT
     found = _CONTENT_LENGTH.search(buffer, 0, end + 2)
-    if found is None:
-        return True  # no body, or chunked: hand it over now
+    if found is None or _EXPECT.search(buffer, 0, end + 2):
+        return True  # no body, chunked, or a body sent only once asked for: hand it over now
     length = int(found.group(1))
     return length > BODY_BUFFER or len(buffer) - (end + 4) >= length
 

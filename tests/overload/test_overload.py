@@ -18,6 +18,8 @@ import pytest
 import requests
 
 from soak import procs
+from soak.sampler import stack_processes
+from tests.support import reporting
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.slow
@@ -37,33 +39,23 @@ def generate(url: str, *args: str) -> dict:
     return json.loads(done.stdout)
 
 
-def stack_processes(local) -> dict[int, str]:
-    state = local.state
-    found = {}
-    for name in ("nginx", "gateway", *(f"inference-{i}" for i in range(1, len(state["inference"]) + 1))):
-        for pid in procs.tree(state[f"{name}_pid"]):
-            found[pid] = name
-    return found
-
-
 def log_lines(local, needle: str) -> int:
     logs = local.run_dir / "logs"
     return sum(path.read_text(errors="replace").count(needle) for path in logs.glob("*.log"))
 
 
-def test_twice_the_capacity_is_served_or_shed_fast(local_stack, record_property):
+def test_twice_the_capacity_is_served_or_shed_fast(local_stack, request):
     url, local = local_stack
     calibration = generate(url, "--seconds", "8", "--concurrency", "96")
     capacity = calibration["served_rate"]
     assert capacity > 20 and not calibration["errors"], calibration
-    before = stack_processes(local)
+    before = stack_processes(local.state)
     rss_before = {pid: procs.rss_bytes(pid) for pid in before}
     timeouts_before = log_lines(local, "WORKER TIMEOUT")
 
     result = generate(url, "--seconds", str(SECONDS), "--rate", str(round(2 * capacity, 1)))
     summary = {"capacity": capacity, **{k: v for k, v in result.items() if k != "served_per_second"}}
-    print("overload:", json.dumps(summary))
-    record_property("overload", summary)
+    reporting.figure(request, f"overload: {json.dumps(summary)}")
 
     assert not result["errors"], result["errors"]
     assert set(result["statuses"]) <= {"200", "429", "503"}, result["statuses"]
@@ -75,7 +67,7 @@ def test_twice_the_capacity_is_served_or_shed_fast(local_stack, record_property)
     assert result["shed_service_p99"] is None or result["shed_service_p99"] < 3.0, summary
     assert result["served_service_p99"] < 5.0, summary
 
-    after = stack_processes(local)
+    after = stack_processes(local.state)
     assert set(after) == set(before), "a worker was restarted"
     assert log_lines(local, "WORKER TIMEOUT") == timeouts_before
     grown = {f"{before[p]}:{p}": procs.rss_bytes(p) - rss_before[p] for p in before}

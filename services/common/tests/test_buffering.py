@@ -14,6 +14,7 @@ from services.common.buffering import BODY_BUFFER, HEAD_LIMIT, complete
     (b"POST / HTTP/1.1\r\nContent-Length: " + str(BODY_BUFFER + 1).encode() + b"\r\n\r\n", True),
     (b"GET /" + b"a" * HEAD_LIMIT, True),  # too long to wait for: Gunicorn refuses it
     (b"POST / HTTP/1.1\r\nX-Content-Length: 9\r\n\r\n", True),
+    (b"POST / HTTP/1.1\r\nContent-Length: 9\r\nExpect: 100-continue\r\n\r\n", True),
 ])
 def test_a_request_is_complete_once_its_head_and_small_body_are_in(data, done):
     assert complete(data) is done

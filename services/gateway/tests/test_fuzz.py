@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from services.gateway.tests.conftest import write_routes
-from tests.support import fuzz
+from tests.support import fuzz, reporting
 from tests.support.servers import start_gateway, start_inference
 
 pytestmark = pytest.mark.slow
@@ -28,12 +28,13 @@ def gateway(gateway_model_root, tmp_path_factory):
     replica.stop()
 
 
-def test_schemathesis_finds_no_server_error_and_no_way_in_without_a_key(gateway, tmp_path):
+def test_schemathesis_finds_no_server_error_and_no_way_in_without_a_key(gateway, tmp_path, request):
     config = fuzz.config(tmp_path / "schemathesis.toml", ["digits"], ["1", "2", "01", "²", "9" * 30],
                          api_key=KEY)
     result = fuzz.run(gateway, tmp_path, config_file=config, max_examples=EXAMPLES, seed=9,
                       checks=(*fuzz.CHECKS, "ignored_auth"))
-    print(f"schemathesis, gateway: {result.generated} cases")
+    reporting.figure(request, f"schemathesis, gateway: {result.generated} cases, "
+                     f"{len(result.failures)} failures, {len(result.errors)} errors")
     assert result.generated >= 1000, result.summary()
     assert not result.failures and not result.errors, result.summary()
 

@@ -10,7 +10,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import fuzz, models
+from tests.support import fuzz, models, reporting
 from tests.support.servers import start_inference
 
 pytestmark = pytest.mark.slow
@@ -28,11 +28,12 @@ def server(tmp_path_factory, digits_version, multi_version):
     assert process.stop() == 0, process.log_tail()
 
 
-def test_schemathesis_finds_no_server_error_and_every_answer_is_documented(server, tmp_path):
+def test_schemathesis_finds_no_server_error_and_every_answer_is_documented(server, tmp_path, request):
     config = fuzz.config(tmp_path / "schemathesis.toml", ["digits", "multi"],
                          ["1", "2", "01", "99999999999999999999999", "²", "١"])
     result = fuzz.run(server, tmp_path, config_file=config, max_examples=EXAMPLES, seed=8)
-    print(f"schemathesis, inference: {result.generated} cases")
+    reporting.figure(request, f"schemathesis, inference: {result.generated} cases, "
+                     f"{len(result.failures)} failures, {len(result.errors)} errors")
     assert result.generated >= 1000, result.summary()
     assert not result.failures and not result.errors, result.summary()
 

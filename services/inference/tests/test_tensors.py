@@ -104,6 +104,6 @@ def test_uint64_values_beyond_int64_mixed_with_small_ones_stay_exact():
     assert typed.tolist() == values and typed.dtype == np.uint64
     assert from_json(values, spec, "x", allow_nonfinite=False).tolist() == values
     with pytest.raises(ClientError, match="64-bit range"):
-        from_typed_json([[2**64, -1]], "UINT64", [1, 2], spec, "x", allow_nonfinite=False)
+        from_typed_json([[2**63, -1]], "UINT64", [1, 2], spec, "x", allow_nonfinite=False)
     with pytest.raises(ClientError, match="integers"):
         from_typed_json([[2**63, 1.5]], "UINT64", [1, 2], spec, "x", allow_nonfinite=False)
