@@ -9,8 +9,9 @@ PORT ?= 8080
 MODEL_ROOT ?= models
 DEFAULT_MODEL := $(MODEL_ROOT)/digits/1/model.keras
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help setup model run run-inference test docs clean
+.PHONY: help setup model run run-inference test bench docs clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 	@tools/system-packages.sh python3-venv:python3-venv
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[inference,train,dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[inference,train,dev,bench]"
 	@touch $@
 
 setup: $(BIN)/.installed ## Create .venv with everything to run, train and test (idempotent)
@@ -39,6 +40,10 @@ run-inference: setup model ## Start the inference service alone on 127.0.0.1:808
 
 test: setup ## Run every test (unit, integration, end-to-end) against real servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup ## Benchmark: raw model limit, naive and tuned Flask, the service (<10 min) -> reports/bench.md
+	@tools/system-packages.sh wrk:wrk
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 docs: setup ## Regenerate docs/configuration.md from the settings declared in code
 	$(BIN)/python -m tools.configuration_doc > docs/configuration.md
