@@ -112,15 +112,15 @@ def markdown(results: Results, plot_name: str | None) -> str:
     if results.skipped:
         lines += ["Not measured:", ""] + [f"- {results.titles[k]}: {why}" for k, why in results.skipped.items()]
         lines.append("")
-    if results.overload:
-        o = results.overload
-        lines += ["## Overload", "",
-                  f"inference, {o.model}, {o.concurrency} connections for {plan.overload_seconds:g} s: "
-                  f"{o.result.rate:,.0f} answers/s, statuses {dict(sorted(o.result.statuses.items()))}, "
-                  f"socket errors {o.result.socket_errors}; p50 {o.result.p50_ms:.1f} ms of all answers; "
-                  f"served requests' p99 at most {o.served_p99_bound_ms:.0f} ms; admission budget "
-                  f"{o.budget_ms:.0f} ms; mean batch {_fmt(o.batch.mean_batch)} rows taking "
-                  f"{_fmt(o.batch.mean_call_ms)} ms.", ""]
+    if results.overloads:
+        lines += ["## Overload", ""]
+        for o in results.overloads:
+            lines += [f"{results.titles[o.target]}, {o.model}, {o.concurrency} connections for "
+                      f"{plan.overload_seconds:g} s: {o.result.rate:,.0f} answers/s, statuses "
+                      f"{dict(sorted(o.result.statuses.items()))}, socket errors {o.result.socket_errors}; "
+                      f"p50 {o.result.p50_ms:.1f} ms of all answers; served requests' p99 at most "
+                      f"{o.served_p99_bound_ms:.0f} ms; admission budget {o.budget_ms:.0f} ms; mean batch "
+                      f"{_fmt(o.batch.mean_batch)} rows taking {_fmt(o.batch.mean_call_ms)} ms.", ""]
     lines += ["## Targets", ""]
     for check in checks(results):
         mark = {True: "met", False: "**not met**", None: "not measured"}[check.met]

@@ -103,9 +103,14 @@ class Results:
     points: list[Point] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # target -> why
     titles: dict[str, str] = field(default_factory=dict)  # target key -> title, in run order
-    overload: Overload | None = None
+    overloads: list[Overload] = field(default_factory=list)  # inference first, then --compare-to
     seconds: float = 0.0
     load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
+
+    @property
+    def overload(self) -> Overload | None:
+        """The overload run of this checkout's inference service, if there was one."""
+        return next((o for o in self.overloads if o.target == "inference"), None)
 
     def point(self, target: str, model: str, concurrency: int) -> Point | None:
         return next((p for p in self.points
@@ -216,13 +221,13 @@ def _rounds(plan: Plan, running: dict[str, Running], bodies: dict[str, Path]) ->
     return points
 
 
-def _overload(plan: Plan, inference: Running, body: Path) -> Overload:
+def _overload(plan: Plan, key: str, inference: Running, body: Path) -> Overload:
     from services.inference.config import load_settings
 
-    log(f"overload: inference {plan.overload_model} c={plan.overload_concurrency}")
+    log(f"overload: {key} {plan.overload_model} c={plan.overload_concurrency}")
     measured = _load(plan, inference, plan.overload_model, body, plan.overload_concurrency,
                      plan.overload_seconds, count_statuses=True)
-    return Overload("inference", plan.overload_model, plan.overload_concurrency, measured.load,
+    return Overload(key, plan.overload_model, plan.overload_concurrency, measured.load,
                     measured.batch, load_settings().queue_budget_ms)
 
 
@@ -243,8 +248,9 @@ def run(plan: Plan) -> Results:
     with ExitStack() as stack:
         running = _start(stack, targets, start, results)
         results.points = _rounds(plan, running, bodies)
-        if "inference" in running and plan.overload_seconds and plan.overload_model in bodies:
-            results.overload = _overload(plan, running["inference"], bodies[plan.overload_model])
+        if plan.overload_seconds and plan.overload_model in bodies:
+            results.overloads = [_overload(plan, key, running[key], bodies[plan.overload_model])
+                                 for key in ("inference", "compare") if key in running]
     results.seconds = time.monotonic() - started
     results.load_average = (load_before, os.getloadavg()[0])
     return results
