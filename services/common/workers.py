@@ -16,6 +16,8 @@ here as a server that stopped answering at all.
 It also stamps each request with the moment its bytes arrived (``lifecycle.arrived()``): the
 time a request then waits for a free thread is invisible to the application otherwise, and
 admission control needs it to keep its latency budget under overload.
+
+And it keeps the workers' shares of long-lived connections even (``balance``).
 """
 
 from __future__ import annotations
@@ -28,17 +30,32 @@ from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from services.common import lifecycle
+from services.common import balance, lifecycle
 
 DRAIN_SECONDS = 5.0
 # Unread body bytes read and dropped to keep a connection alive; past this, it is closed.
 DISCARD_LIMIT = 1 << 20
+# Created when Gunicorn's master loads this worker class, before it forks the workers.
+BOARD = balance.Board()
 
 
 class DrainingThreadWorker(ThreadWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._drain_until: float | None = None
+
+    def run(self) -> None:
+        BOARD.publish(self.age, self.nr_conns)
+        try:
+            super().run()
+        finally:
+            BOARD.clear(self.age)
+
+    def accept(self, server: Any, listener: Any) -> None:
+        if BOARD.should_yield(self.age, self.nr_conns) and balance.wait_for_peer(listener):
+            return  # a worker with fewer connections took it
+        super().accept(server, listener)
+        BOARD.publish(self.age, self.nr_conns)
 
     def enqueue_req(self, conn: TConn) -> None:
         conn.arrived = time.monotonic()
@@ -56,15 +73,18 @@ class DrainingThreadWorker(ThreadWorker):
         return keepalive and _discard_body(req)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
+        BOARD.clear(self.age)  # no peer should leave new connections to a worker that stops
         lifecycle.draining.set()
         if self._drain_until is None:
             self._drain_until = time.monotonic() + min(DRAIN_SECONDS, self.cfg.graceful_timeout)
             self.cfg.set("keepalive", 0)  # every response from now on says Connection: close
 
-    def murder_keepalived(self) -> None:
+    def murder_keepalived(self) -> None:  # called once per turn of the worker's loop
         super().murder_keepalived()
         if self._drain_until is not None:
             self._drain_step()
+        else:
+            BOARD.publish(self.age, self.nr_conns)
 
     def _drain_step(self) -> None:
         self._close_idle_connections()

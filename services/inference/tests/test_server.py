@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -336,6 +337,19 @@ def test_overload_is_refused_with_503_and_served_latency_stays_within_the_budget
     assert slowest < budget + batch + 0.3, f"p99 {slowest:.3f} s, budget {budget} s, batch {batch:.3f} s"
 
 
+def _read_response(client: socket.socket) -> bytes:
+    """One whole HTTP response (headers and Content-Length bytes of body) from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += client.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += client.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def test_an_unread_body_on_an_idle_keep_alive_connection_does_not_pin_a_thread(model_root, tmp_path):
     # A request answered before its body is read (unknown model here; a load-shedding 503 or a
     # 415 alike) leaves the body in the socket. The worker used to take those bytes for the
@@ -350,13 +364,50 @@ def test_an_unread_body_on_an_idle_keep_alive_connection_does_not_pin_a_thread(m
             client = socket.create_connection(("127.0.0.1", port), timeout=10)
             client.sendall(b"POST /v1/models/nope:predict HTTP/1.1\r\nHost: x\r\n"
                            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-            assert client.recv(65536).startswith(b"HTTP/1.1 404")
+            assert _read_response(client).startswith(b"HTTP/1.1 404")
             idle.append(client)  # keep-alive, and nothing more to say
         assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
         # ... and the idle connections still work when their clients come back.
         idle[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert idle[0].recv(65536).startswith(b"HTTP/1.1 200")
+        assert _read_response(idle[0]).startswith(b"HTTP/1.1 200")
     finally:
         for client in idle:
+            client.close()
+        process.stop()
+
+
+def _connections_per_worker(master: int, port: int) -> list[int]:
+    """Established connections to ``port`` held by each worker of ``master`` (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+                inodes.add(fields[9])
+    workers = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+               and (p / "stat").exists() and (p / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(master)]
+    counts = []
+    for worker in workers:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{worker}/fd").iterdir()]
+        counts.append(sum(link[8:-1] in inodes for link in links if link.startswith("socket:[")))
+    return counts
+
+
+def test_keep_alive_connections_are_spread_evenly_over_the_workers(model_root, tmp_path):
+    process, url = start_inference(model_root, tmp_path / "server.log", env={"INFERENCE_WORKERS": "2"})
+    port = int(url.rsplit(":", 1)[1])
+    clients: list[socket.socket] = []
+    try:
+        time.sleep(1.5)  # both workers are in their loops and have published their counts
+        # All connect at once, as wrk or a connection pool does, then each sends a request.
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(32)]
+        for client in clients:
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert all(_read_response(client).startswith(b"HTTP/1.1 200") for client in clients)
+        counts = _connections_per_worker(process.pid, port)
+        assert sum(counts) >= 32 and len(counts) == 2, counts  # (+ the readiness probe's)
+        assert max(counts) - min(counts) <= 6, counts
+    finally:
+        for client in clients:
             client.close()
         process.stop()
