@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 BATCHES = (1, 8, 32, 64, 128, 256)
 
 
-def measure(model_path: Path, batches: tuple[int, ...], seconds: float) -> dict:
+def measure(model_path: Path, batches: tuple[int, ...], seconds: float, rounds: int = 3) -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
@@ -31,21 +31,24 @@ def measure(model_path: Path, batches: tuple[int, ...], seconds: float) -> dict:
     spec = tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32)
     call = tf.function(lambda x: model(x, training=False), input_signature=[spec]).get_concrete_function()
     rng = np.random.default_rng(0)
-    rates: dict[int, float] = {}
+    inputs = {batch: rng.random((batch, *spec.shape[1:]), dtype=np.float32) for batch in batches}
+    for x in inputs.values():
+        for _ in range(3):  # warm up every shape
+            call(x).numpy()
+    samples: dict[int, list[float]] = {batch: [] for batch in batches}
     single: list[float] = []
-    for batch in batches:
-        x = rng.random((batch, *spec.shape[1:]), dtype=np.float32)
-        for _ in range(3):  # warm up this shape
-            call(x).numpy()
-        times: list[float] = []
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end or len(times) < 3:
-            started = time.perf_counter()
-            call(x).numpy()
-            times.append(time.perf_counter() - started)
-        rates[batch] = batch * len(times) / sum(times)
-        if batch == 1:
-            single = times
+    for _ in range(rounds):
+        for batch, x in inputs.items():
+            times: list[float] = []
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end or len(times) < 2:
+                started = time.perf_counter()
+                call(x).numpy()
+                times.append(time.perf_counter() - started)
+            samples[batch].append(batch * len(times) / sum(times))
+            if batch == 1:
+                single += times
+    rates = {batch: statistics.median(r) for batch, r in samples.items()}
     best = max(rates, key=rates.__getitem__)
     return {
         "samples_per_second": {str(b): round(r, 1) for b, r in rates.items()},
@@ -60,10 +63,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Measure a model's raw compiled-call throughput.")
     parser.add_argument("model", type=Path)
     parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
-    parser.add_argument("--seconds", type=float, default=1.0, help="per batch size")
+    parser.add_argument("--seconds", type=float, default=0.5, help="per batch size and round")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     batches = tuple(int(b) for b in args.batches.split(","))
-    print(json.dumps(measure(args.model, batches, args.seconds)))
+    print(json.dumps(measure(args.model, batches, args.seconds, args.rounds)))
 
 
 if __name__ == "__main__":

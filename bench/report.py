@@ -39,13 +39,15 @@ def checks(results: Results) -> list[Check]:
         out.append(Check("digits, c=32: inference >= 50x naive", vs_naive >= 50, f"{vs_naive:.0f}x"))
     else:
         out.append(Check("digits, c=32 vs tuned and naive", None, "needs digits at c=32 on all three"))
-    cnn = [p for p in results.points if p.target == "inference" and p.model == "cnn"]
-    if cnn and "cnn" in results.raw:
-        best = max(cnn, key=lambda p: p.rate)
-        limit = results.raw["cnn"]["best_samples_per_second"]
-        out.append(Check("cnn at saturation: inference >= 0.8x raw limit", best.rate / limit >= 0.8,
-                         f"{best.rate:,.0f} req/s of one sample at c={best.concurrency} "
-                         f"= {best.rate / limit:.2f}x of {limit:,.0f} samples/s"))
+    for key in ("inference", "inference-v2"):
+        cnn = [p for p in results.points if p.target == key and p.model == "cnn"]
+        if cnn and "cnn" in results.raw:
+            best = max(cnn, key=lambda p: p.rate)
+            limit = results.raw["cnn"]["best_samples_per_second"]
+            out.append(Check(f"cnn at saturation: {results.titles[key]} >= 0.8x raw limit",
+                             best.rate / limit >= 0.8,
+                             f"{best.rate:,.0f} req/s of one sample at c={best.concurrency} "
+                             f"= {best.rate / limit:.2f}x of {limit:,.0f} samples/s"))
     for model, raw in results.raw.items():
         point = results.point("inference", model, 1)
         if point and raw.get("single_call_ms"):
@@ -57,12 +59,12 @@ def checks(results: Results) -> list[Check]:
         bad = {s: n for s, n in o.result.statuses.items() if s >= 500 and s != 503}
         batch_ms = o.batch.mean_call_ms or 0.0
         bound = o.budget_ms + batch_ms
-        p99 = o.served_p99_bound_ms
+        p99 = o.served_p99_ms
         ok = not bad and o.result.socket_errors == 0 and o.served > 0 and p99 <= bound
         out.append(Check(
             f"overload, {o.model} c={o.concurrency}: only 503s, served p99 <= budget + one batch", ok,
             f"statuses {dict(sorted(o.result.statuses.items()))}, socket errors {o.result.socket_errors}, "
-            f"served p99 <= {p99:.0f} ms vs {o.budget_ms:.0f} + {batch_ms:.0f} ms"))
+            f"served p99 {p99:.0f} ms vs {o.budget_ms:.0f} + {batch_ms:.0f} ms"))
     return out
 
 
@@ -118,8 +120,8 @@ def markdown(results: Results, plot_name: str | None) -> str:
             lines += [f"{results.titles[o.target]}, {o.model}, {o.concurrency} connections for "
                       f"{plan.overload_seconds:g} s: {o.result.rate:,.0f} answers/s, statuses "
                       f"{dict(sorted(o.result.statuses.items()))}, socket errors {o.result.socket_errors}; "
-                      f"p50 {o.result.p50_ms:.1f} ms of all answers; served requests' p99 at most "
-                      f"{o.served_p99_bound_ms:.0f} ms; admission budget {o.budget_ms:.0f} ms; mean batch "
+                      f"p50 {o.result.p50_ms:.1f} ms of all answers; p99 of the served ones "
+                      f"{o.served_p99_ms:.0f} ms; admission budget {o.budget_ms:.0f} ms; mean batch "
                       f"{_fmt(o.batch.mean_batch)} rows taking {_fmt(o.batch.mean_call_ms)} ms.", ""]
     lines += ["## Targets", ""]
     for check in checks(results):

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import cpu, loadgen, scrape
+from bench import cpu, loadgen, scrape, workload
 from bench.models import MODELS, BenchModel
 from bench.targets import TARGETS, Running, Start, Target, compare_target, settle
+from bench.workload import TFS, Request
 from tests.support.servers import REPO
 
 
@@ -29,14 +30,15 @@ from tests.support.servers import REPO
 class Plan:
     out: Path = REPO / "reports"
     work: Path = REPO / ".cache" / "bench"
-    targets: tuple[str, ...] = ("naive", "tuned", "inference", "stack")
+    targets: tuple[str, ...] = ("naive", "tuned", "inference", "inference-v2", "stack")
     models: tuple[str, ...] = ("digits", "cnn")
     concurrency: tuple[int, ...] = (1, 8, 32, 64)
     repetitions: int = 3
     seconds: float = 3.0  # per point and repetition
     warmup_seconds: float = 1.0
     raw_batches: tuple[int, ...] = (1, 8, 32, 64, 128, 256)
-    raw_seconds: float = 1.0  # per batch size
+    raw_seconds: float = 0.5  # per batch size and round
+    raw_rounds: int = 3
     overload_concurrency: int = 256
     overload_seconds: float = 5.0
     overload_model: str = "cnn"
@@ -79,6 +81,11 @@ class Overload:
     @property
     def served(self) -> int:
         return self.result.statuses.get(200, 0)
+
+    @property
+    def served_p99_ms(self) -> float:
+        """p99 of the 200s alone: measured when the server echoed the send times, else bounded."""
+        return self.result.served_ms.get("99", self.served_p99_bound_ms)
 
     @property
     def served_p99_bound_ms(self) -> float:
@@ -128,18 +135,6 @@ def _python(*args: str) -> str:
     return done.stdout
 
 
-def write_bodies(models: list[BenchModel], directory: Path) -> dict[str, Path]:
-    """One request per model: a single sample in TF Serving's row format (fixed seed)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    bodies = {}
-    for model in models:
-        sample = np.round(rng.random((1, *model.input_shape)), 3).tolist()
-        bodies[model.name] = directory / f"{model.name}.json"
-        bodies[model.name].write_text(json.dumps({"instances": sample}))
-    return bodies
-
-
 @dataclass(frozen=True)
 class Measured:
     load: loadgen.LoadResult
@@ -147,15 +142,15 @@ class Measured:
     cpu_ms: float | None  # per answered request
 
 
-def _load(plan: Plan, running: Running, model: str, body: Path, connections: int, seconds: float,
+def _load(plan: Plan, running: Running, model: str, request: Request, connections: int, seconds: float,
           count_statuses: bool = False) -> Measured:
     # Requests abandoned by the previous run may still sit in a sync server's listen queue:
     # one answered request (served after them) means the server is idle again.
-    settle(f"{running.url}/v1/models/{model}:predict", body.read_bytes())
+    settle(running.url, request)
     before = scrape.read(running.metrics_urls, model)
     cpu_before = cpu.tree_seconds(running.pid) if running.pid else None
-    result = loadgen.run_wrk(f"{running.url}/v1/models/{model}:predict", body, connections=connections,
-                             seconds=seconds, count_statuses=count_statuses, cpus=plan.wrk_cpus)
+    result = loadgen.run_wrk(running.url, request, connections=connections, seconds=seconds,
+                             count_statuses=count_statuses, cpus=plan.wrk_cpus)
     cpu_ms = None
     if cpu_before is not None and result.requests:
         cpu_ms = 1000 * (cpu.tree_seconds(running.pid) - cpu_before) / result.requests
@@ -168,7 +163,8 @@ def _raw_limits(plan: Plan, models: list[BenchModel], model_root: Path) -> dict[
         log(f"raw model limit: {model.name}")
         limits[model.name] = json.loads(_python(
             "-m", "bench.raw", str(model.version_dir(model_root) / "model.keras"),
-            "--batches", ",".join(map(str, plan.raw_batches)), "--seconds", str(plan.raw_seconds)))
+            "--batches", ",".join(map(str, plan.raw_batches)), "--seconds", str(plan.raw_seconds),
+            "--rounds", str(plan.raw_rounds)))
     return limits
 
 
@@ -189,16 +185,15 @@ def _start(stack: ExitStack, targets: dict[str, Target], start: Start, results: 
     return running
 
 
-def _rounds(plan: Plan, running: dict[str, Running], bodies: dict[str, Path]) -> list[Point]:
+def _rounds(plan: Plan, running: dict[str, tuple[Running, dict[str, Request]]]) -> list[Point]:
     samples: dict[tuple[str, str, int], list[Measured]] = {}
     for rep in range(plan.repetitions):
-        for key, target in running.items():
-            for model, body in bodies.items():
+        for key, (target, requests) in running.items():
+            for model, request in requests.items():
                 if rep == 0 and plan.warmup_seconds:
-                    loadgen.run_wrk(f"{target.url}/v1/models/{model}:predict", body, connections=8,
-                                    seconds=plan.warmup_seconds)
+                    loadgen.run_wrk(target.url, request, connections=8, seconds=plan.warmup_seconds)
                 for c in plan.concurrency:
-                    measured = _load(plan, target, model, body, c, plan.seconds)
+                    measured = _load(plan, target, model, request, c, plan.seconds)
                     samples.setdefault((key, model, c), []).append(measured)
                     m = measured.load
                     log(f"round {rep + 1}/{plan.repetitions} {key:9} {model:6} c={c:<3} "
@@ -221,11 +216,11 @@ def _rounds(plan: Plan, running: dict[str, Running], bodies: dict[str, Path]) ->
     return points
 
 
-def _overload(plan: Plan, key: str, inference: Running, body: Path) -> Overload:
+def _overload(plan: Plan, key: str, inference: Running, request: Request) -> Overload:
     from services.inference.config import load_settings
 
     log(f"overload: {key} {plan.overload_model} c={plan.overload_concurrency}")
-    measured = _load(plan, inference, plan.overload_model, body, plan.overload_concurrency,
+    measured = _load(plan, inference, plan.overload_model, request, plan.overload_concurrency,
                      plan.overload_seconds, count_statuses=True)
     return Overload(key, plan.overload_model, plan.overload_concurrency, measured.load,
                     measured.batch, load_settings().queue_budget_ms)
@@ -241,15 +236,15 @@ def run(plan: Plan) -> Results:
     log(f"building the benchmark models under {model_root}")
     _python("-m", "bench.models", "--root", str(model_root))
     results.raw = _raw_limits(plan, models, model_root)
-    bodies = write_bodies(models, plan.work / "bodies")
+    requests = workload.write(models, plan.work / "bodies")
     logs = plan.out / "bench-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    start = Start(model_root, logs, {n: b.read_bytes() for n, b in bodies.items()}, plan.workers)
+    start = Start(model_root, logs, {n: r.body.read_bytes() for n, r in requests[TFS].items()}, plan.workers)
     with ExitStack() as stack:
         running = _start(stack, targets, start, results)
-        results.points = _rounds(plan, running, bodies)
-        if plan.overload_seconds and plan.overload_model in bodies:
-            results.overloads = [_overload(plan, key, running[key], bodies[plan.overload_model])
+        results.points = _rounds(plan, {k: (r, requests[targets[k].protocol]) for k, r in running.items()})
+        if plan.overload_seconds and plan.overload_model in requests[TFS]:
+            results.overloads = [_overload(plan, key, running[key], requests[TFS][plan.overload_model])
                                  for key in ("inference", "compare") if key in running]
     results.seconds = time.monotonic() - started
     results.load_average = (load_before, os.getloadavg()[0])

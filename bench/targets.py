@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.workload import TFS, V2_BINARY, Request
 from tests.support.servers import REPO, VENV_BIN, Process, free_port
 
 # Target (4), the whole path, needs the gateway and a launcher for nginx -> gateway -> inference.
@@ -55,21 +56,24 @@ class Target:
     title: str
     start: Callable[[Start], AbstractContextManager[Running]]
     skip: Callable[[], str | None] = lambda: None
+    protocol: str = TFS  # which form of the request it is sent (bench.workload)
 
 
-def _post_ok(url: str, body: bytes, timeout: float = 30) -> bool:
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+def _post_ok(url: str, body: bytes, headers: dict[str, str], timeout: float = 30) -> bool:
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=timeout) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
 
 
-def settle(url: str, body: bytes, timeout: float = 120) -> None:
-    """Wait until ``url`` answers one request: whatever was queued before it is done."""
+def settle(base_url: str, request: Request, timeout: float = 120) -> None:
+    """Wait until the target answers ``request``: whatever was queued before it is done."""
     deadline = time.monotonic() + timeout
-    while not _post_ok(url, body, timeout) and time.monotonic() < deadline:
+    headers = {"Content-Type": request.content_type, **dict(request.headers)}
+    while not _post_ok(base_url + request.path, request.body.read_bytes(), headers, timeout):
+        if time.monotonic() > deadline:
+            return
         time.sleep(0.5)
 
 
@@ -77,7 +81,7 @@ def wait_for_predictions(url: str, bodies: dict[str, bytes], process: Process, t
     """Ready means every model answers a real prediction (the baselines have no /readyz)."""
     deadline = time.monotonic() + timeout
     for name, body in bodies.items():
-        while not _post_ok(f"{url}/v1/models/{name}:predict", body):
+        while not _post_ok(f"{url}/v1/models/{name}:predict", body, {"Content-Type": "application/json"}):
             if not process.alive():
                 raise RuntimeError(f"{process.log_tail()}\nserver exited during start")
             if time.monotonic() > deadline:
@@ -110,7 +114,7 @@ def _baseline(module: str) -> Callable[[Start], AbstractContextManager[Running]]
     return start
 
 
-def _inference(repo: Path = REPO) -> Callable[[Start], AbstractContextManager[Running]]:
+def _inference(name: str, repo: Path = REPO) -> Callable[[Start], AbstractContextManager[Running]]:
     """The service from ``repo``'s checkout, as configured by INFERENCE_* (defaults otherwise)."""
 
     def start(s: Start) -> AbstractContextManager[Running]:
@@ -119,7 +123,6 @@ def _inference(repo: Path = REPO) -> Callable[[Start], AbstractContextManager[Ru
         if s.workers:
             env["INFERENCE_WORKERS"] = str(s.workers)
         argv = [str(VENV_BIN / "gunicorn"), "-c", str(repo / "services/inference/gunicorn.conf.py")]
-        name = "inference" if repo == REPO else "inference-compare"
         return _serve(argv, env, s.logs / f"{name}.log", s, cwd=repo, metrics=True)
 
     return start
@@ -150,11 +153,13 @@ def _stack(s: Start) -> Iterator[Running]:
 
 NAIVE = Target("naive", "(2) naive Flask + model.predict", _baseline("naive_server"))
 TUNED = Target("tuned", "Flask + tf.function + orjson", _baseline("tuned_server"))
-INFERENCE = Target("inference", "(3) inference service", _inference())
+INFERENCE = Target("inference", "(3) inference service", _inference("inference"))
+INFERENCE_V2 = Target("inference-v2", "(3) inference service, V2 binary", _inference("inference-v2"),
+                      protocol=V2_BINARY)
 STACK = Target("stack", "(4) nginx → gateway → inference", _stack, _stack_skip)
-TARGETS = {t.key: t for t in (NAIVE, TUNED, INFERENCE, STACK)}
+TARGETS = {t.key: t for t in (NAIVE, TUNED, INFERENCE, INFERENCE_V2, STACK)}
 
 
 def compare_target(repo: Path) -> Target:
     """The inference service from another checkout (``--compare-to``): before/after in one run."""
-    return Target("compare", f"(3) inference service @ {repo.name}", _inference(repo.resolve()))
+    return Target("compare", f"(3) inference service @ {repo.name}", _inference("compare", repo.resolve()))
