@@ -8,9 +8,9 @@ request to lead the next batch, which takes everything queued (up to ``max_batch
 The batch size thus adapts to load with no timer: one row when idle, large under pressure.
 
 Admission control keeps the queue honest: a request whose expected wait (the running batch's
-remaining time plus the rows ahead of it x recent seconds per row), plus the time it already
-waited in the server before reaching the batcher, exceeds the budget is refused at once with
-503 + Retry-After.
+remaining time, the rows ahead of it x recent seconds per row, and its own model call), plus the
+time it already waited in the server before reaching the batcher, exceeds the budget is refused
+at once with 503 + Retry-After.
 """
 
 from __future__ import annotations
@@ -74,8 +74,11 @@ class Batcher:
         return self._queued_rows
 
     def expected_wait(self, rows: int = 0) -> float:
+        """Seconds until a newcomer of ``rows`` rows would have its answer: the running batch,
+        the rows queued ahead, and its own batch -- a whole model call, however few its rows."""
         running = self._call_seconds if self._running else 0.0
-        return running + (self._queued_rows + rows) * self._row_seconds
+        own = max(self._call_seconds, rows * self._row_seconds) if rows else 0.0
+        return running + self._queued_rows * self._row_seconds + own
 
     def submit(
         self, arrays: Sequence[np.ndarray], timeout: float, arrived: float | None = None

@@ -187,3 +187,24 @@ def test_the_timeout_counts_from_arrival():
     assert time.monotonic() - started < 0.3, "0.4 of its 0.5 s were spent before it arrived here"
     model.gate.set()
     leader.join(5)
+
+
+def test_a_newcomers_own_model_call_counts_as_a_whole_call():
+    # A call takes 0.1 s whatever its rows (64 rows: ~1.6 ms per row). Behind a running call and
+    # one queued row, a newcomer waits ~0.1 s for the running call and ~0.1 s for its own:
+    # over a 0.15 s budget, although 2 rows x 1.6 ms looks tiny.
+    model = RecordingModel()
+    model.gate = threading.Event()
+    policy = BatchPolicy(max_batch_size=64, queue_budget=0.15)
+    batcher = Batcher(model, policy, batch_seconds=0.1, batch_rows=64)
+    threads = [threading.Thread(target=batcher.submit, args=([np.ones((1, 1), np.float32)], 10.0))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    assert batcher.expected_wait(1) > 0.15
+    with pytest.raises(Unavailable):
+        batcher.submit([np.ones((1, 1), np.float32)], 10.0)
+    model.gate.set()
+    for t in threads:
+        t.join(5)
