@@ -25,7 +25,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 # The smoke run: every stage once, small. One worker per server halves the start-up time.
 QUICK = {"concurrency": (1, 8), "repetitions": 1, "seconds": 1.0, "warmup_seconds": 0.5,
-         "workers": 1, "raw_batches": (1, 32), "raw_seconds": 0.2, "raw_rounds": 1,
+         "workers": 1, "raw_batches": (1, 32), "raw_seconds": 0.2,
          "overload_concurrency": 64, "overload_seconds": 1.0}
 
 

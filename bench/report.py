@@ -101,7 +101,9 @@ def markdown(results: Results, plot_name: str | None) -> str:
         f"{len(os.sched_getaffinity(0))} CPUs; {results.seconds:.0f} s in all. "
         f"{plan.repetitions} round(s) of {plan.seconds:g} s per point, targets interleaved; "
         "figures are medians over the rounds (errors: summed). One wrk thread, keep-alive "
-        "connections, one sample per request in TF Serving's row format. 1-minute load average "
+        "connections, one sample per request in TF Serving's row format (the V2 binary target: "
+        "the same sample as a binary tensor). The raw limit is measured in every round too, "
+        "between the servers, and is the median per batch size. 1-minute load average "
         f"{results.load_average[0]:.1f} before, {results.load_average[1]:.1f} after.", "",
         "## Raw model limit (1)", "", raw_table(results), "",
         "## Servers", "", table(results), "",

@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,8 @@ class Plan:
     seconds: float = 3.0  # per point and repetition
     warmup_seconds: float = 1.0
     raw_batches: tuple[int, ...] = (1, 8, 32, 64, 128, 256)
-    raw_seconds: float = 0.5  # per batch size and round
-    raw_rounds: int = 3
+    raw_seconds: float = 0.4  # per batch size, once in each round of the run
+    raw_rounds: int = 1
     overload_concurrency: int = 256
     overload_seconds: float = 5.0
     overload_model: str = "cnn"
@@ -157,15 +158,21 @@ def _load(plan: Plan, running: Running, model: str, request: Request, connection
     return Measured(result, scrape.read(running.metrics_urls, model) - before, cpu_ms)
 
 
-def _raw_limits(plan: Plan, models: list[BenchModel], model_root: Path) -> dict[str, dict]:
-    limits = {}
-    for model in models:
-        log(f"raw model limit: {model.name}")
-        limits[model.name] = json.loads(_python(
-            "-m", "bench.raw", str(model.version_dir(model_root) / "model.keras"),
-            "--batches", ",".join(map(str, plan.raw_batches)), "--seconds", str(plan.raw_seconds),
-            "--rounds", str(plan.raw_rounds)))
-    return limits
+def _raw_limit(plan: Plan, model: BenchModel, model_root: Path) -> dict:
+    log(f"raw model limit: {model.name}")
+    return json.loads(_python(
+        "-m", "bench.raw", str(model.version_dir(model_root) / "model.keras"),
+        "--batches", ",".join(map(str, plan.raw_batches)), "--seconds", str(plan.raw_seconds),
+        "--rounds", str(plan.raw_rounds)))
+
+
+def _median_raw(runs: list[dict]) -> dict:
+    """One raw limit from several measurements: per batch size, the median samples/s."""
+    rates = {b: statistics.median(r["samples_per_second"][b] for r in runs) for b in runs[0]["samples_per_second"]}
+    best = max(rates, key=rates.__getitem__)
+    single = [r["single_call_ms"] for r in runs if r["single_call_ms"] is not None]
+    return {"samples_per_second": rates, "best_batch": int(best), "best_samples_per_second": rates[best],
+            "single_call_ms": statistics.median(single) if single else None, "measurements": len(runs)}
 
 
 def _start(stack: ExitStack, targets: dict[str, Target], start: Start, results: Results) -> dict[str, Running]:
@@ -185,9 +192,11 @@ def _start(stack: ExitStack, targets: dict[str, Target], start: Start, results: 
     return running
 
 
-def _rounds(plan: Plan, running: dict[str, tuple[Running, dict[str, Request]]]) -> list[Point]:
+def _rounds(plan: Plan, running: dict[str, tuple[Running, dict[str, Request]]],
+            raw: Callable[[], None]) -> list[Point]:
     samples: dict[tuple[str, str, int], list[Measured]] = {}
     for rep in range(plan.repetitions):
+        raw()  # the raw limit is part of every round: it sees the same machine as the servers
         for key, (target, requests) in running.items():
             for model, request in requests.items():
                 if rep == 0 and plan.warmup_seconds:
@@ -235,14 +244,20 @@ def run(plan: Plan) -> Results:
     model_root = plan.work / "models"
     log(f"building the benchmark models under {model_root}")
     _python("-m", "bench.models", "--root", str(model_root))
-    results.raw = _raw_limits(plan, models, model_root)
+    raw_runs: dict[str, list[dict]] = {m.name: [] for m in models}
+
+    def measure_raw() -> None:
+        for model in models:
+            raw_runs[model.name].append(_raw_limit(plan, model, model_root))
     requests = workload.write(models, plan.work / "bodies")
     logs = plan.out / "bench-logs"
     logs.mkdir(parents=True, exist_ok=True)
     start = Start(model_root, logs, {n: r.body.read_bytes() for n, r in requests[TFS].items()}, plan.workers)
     with ExitStack() as stack:
         running = _start(stack, targets, start, results)
-        results.points = _rounds(plan, {k: (r, requests[targets[k].protocol]) for k, r in running.items()})
+        results.points = _rounds(plan, {k: (r, requests[targets[k].protocol]) for k, r in running.items()},
+                                 measure_raw)
+        results.raw = {name: _median_raw(runs) for name, runs in raw_runs.items() if runs}
         if plan.overload_seconds and plan.overload_model in requests[TFS]:
             results.overloads = [_overload(plan, key, running[key], requests[TFS][plan.overload_model])
                                  for key in ("inference", "compare") if key in running]
