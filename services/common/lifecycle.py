@@ -2,9 +2,16 @@
 
 A worker that has been told to stop must say "not ready" at once so load balancers stop
 sending it work, while it keeps serving what it already accepted.
+
+A request can wait inside the worker before any view runs: a gthread worker queues readable
+connections until one of its threads is free. The worker records when the request's bytes
+arrived, so admission control can count that wait too (see :func:`arrived`).
 """
 
 from __future__ import annotations
+
+import threading
+import time
 
 
 class Flag:
@@ -29,3 +36,15 @@ class Flag:
 
 
 draining = Flag()
+
+_request = threading.local()
+
+
+def mark_arrival(monotonic: float | None) -> None:
+    """Called by the worker in the thread about to handle a request that arrived then."""
+    _request.arrived = monotonic
+
+
+def arrived() -> float:
+    """``time.monotonic()`` when this thread's request arrived (now, if no worker said)."""
+    return getattr(_request, "arrived", None) or time.monotonic()

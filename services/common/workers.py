@@ -17,6 +17,18 @@ issue #3397). This worker drains first:
 Measured with a Gunicorn SIGHUP (which stops every old worker this way) under 8 keep-alive
 clients: without steps 3 and 4 as written (idle connections closed at once, in-flight ones
 closed after their keep-alive answer) 1 to 6 requests failed per reload; with them, none.
+
+It also reads what the application left of a request body before keeping the connection
+alive. Otherwise those bytes wake the poller as if a new request had come, and the thread that
+takes the connection blocks reading a request the client never sends (answering before reading
+the body is common: 404, 415, a load-shedding 503): one thread lost per idle client, measured
+here as a server that stopped answering at all.
+
+It also stamps each request with the moment its bytes arrived (``lifecycle.arrived()``): the
+time a request then waits for a free thread is invisible to the application otherwise, and
+admission control needs it to keep its latency budget under overload.
+
+And it keeps the workers' shares of long-lived connections even (``balance``).
 """
 
 from __future__ import annotations
@@ -29,10 +41,14 @@ from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from services.common import lifecycle
+from services.common import balance, lifecycle
 
 DRAIN_SECONDS = 5.0
 IDLE_GRACE = 1.0
+# Unread body bytes read and dropped to keep a connection alive; past this, it is closed.
+DISCARD_LIMIT = 1 << 20
+# Created when Gunicorn's master loads this worker class, before it forks the workers.
+BOARD = balance.Board()
 
 
 class DrainingThreadWorker(ThreadWorker):
@@ -42,18 +58,48 @@ class DrainingThreadWorker(ThreadWorker):
         self._listening = True
         self._idle_since: dict[TConn, float] = {}  # keep-alive connections seen idle while draining
 
+    def run(self) -> None:
+        BOARD.publish(self.age, self.nr_conns)
+        try:
+            super().run()
+        finally:
+            BOARD.clear(self.age)
+
+    def accept(self, server: Any, listener: Any) -> None:
+        if BOARD.should_yield(self.age, self.nr_conns) and balance.wait_for_peer(listener):
+            return  # a worker with fewer connections took it
+        super().accept(server, listener)
+        BOARD.publish(self.age, self.nr_conns)
+
+    def enqueue_req(self, conn: TConn) -> None:
+        conn.arrived = time.monotonic()
+        super().enqueue_req(conn)
+
+    def handle(self, conn: TConn) -> Any:
+        lifecycle.mark_arrival(getattr(conn, "arrived", None))
+        try:
+            return super().handle(conn)
+        finally:
+            lifecycle.mark_arrival(None)
+
+    def handle_request(self, req: Any, conn: TConn) -> bool:
+        keepalive = super().handle_request(req, conn)
+        return keepalive and _discard_body(req)
+
     def handle_exit(self, sig: int, frame: Any) -> None:
         # Runs in a signal handler, possibly re-entered by the next SIGTERM (the master repeats
         # it while the worker drains): first mark the drain as started, and take no locks.
         if self._drain_until is not None:
             return
         self._drain_until = time.monotonic() + min(DRAIN_SECONDS, self.cfg.graceful_timeout)
+        BOARD.clear(self.age)  # no peer should leave new connections to a worker that stops
         lifecycle.draining.set()
         self.cfg.set("keepalive", 0)  # every response from now on says Connection: close
 
-    def murder_keepalived(self) -> None:
+    def murder_keepalived(self) -> None:  # called once per turn of the worker's loop
         if self._drain_until is None:
             super().murder_keepalived()
+            BOARD.publish(self.age, self.nr_conns)
         else:
             # Not the stock sweep: with keep-alive set to 0 it would close every connection the
             # moment its in-flight answer went out, under a client about to reuse it.
@@ -114,3 +160,14 @@ class DrainingThreadWorker(ThreadWorker):
                 self.poller.register(
                     conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)
                 )
+
+
+def _discard_body(req: Any) -> bool:
+    """Read and drop the rest of ``req``'s body; False (close the connection) if it is too long."""
+    left = DISCARD_LIMIT
+    while left > 0:
+        data = req.body.read(min(left, 64 * 1024))
+        if not data:
+            return True
+        left -= len(data)
+    return False
