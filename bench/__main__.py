@@ -33,7 +33,7 @@ def parse_plan(argv: list[str] | None = None) -> Plan:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 1 s, c=1,8")
     parser.add_argument("--out", type=Path, help="report directory (default reports/)")
-    parser.add_argument("--targets", type=_names, help="subset of naive,tuned,inference,stack")
+    parser.add_argument("--targets", type=_names, help="subset of naive,tuned,inference,inference-v2,gateway,stack")
     parser.add_argument("--models", type=_names, help="subset of digits,cnn")
     parser.add_argument("--concurrency", type=_ints, help="e.g. 1,8,32,64")
     parser.add_argument("--repetitions", type=int)

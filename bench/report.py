@@ -54,6 +54,23 @@ def checks(results: Results) -> list[Check]:
             bound = raw["single_call_ms"] + 1
             out.append(Check(f"{model}, c=1: p50 <= raw single call + 1 ms", point.p50_ms <= bound,
                              f"p50 {point.p50_ms:.2f} ms vs {raw['single_call_ms']:.2f} + 1 ms"))
+    direct = [p for p in results.points if p.target == "inference" and p.model == "digits"]
+    for key in ("gateway", "stack"):
+        hop = [p for p in results.points if p.target == key and p.model == "digits"]
+        one, direct_one = results.point(key, "digits", 1), results.point("inference", "digits", 1)
+        if not hop or not direct or not one or not direct_one:
+            continue
+        added = one.p50_ms - direct_one.p50_ms
+        best, best_direct = max(p.rate for p in hop), max(p.rate for p in direct)
+        if key == "gateway":
+            out.append(Check("gateway hop, digits c=1: adds <= 1 ms at p50", added <= 1.0,
+                             f"p50 {one.p50_ms:.2f} vs {direct_one.p50_ms:.2f} ms direct: +{added:.2f} ms"))
+            out.append(Check("gateway hop at saturation: >= 0.8x direct throughput", best / best_direct >= 0.8,
+                             f"{best:,.0f} vs {best_direct:,.0f} req/s = {best / best_direct:.2f}x"))
+        else:
+            out.append(Check("whole path (nginx + gateway), digits: cost against direct", None,
+                             f"c=1 p50 +{added:.2f} ms; saturation {best:,.0f} vs {best_direct:,.0f} req/s "
+                             f"= {best / best_direct:.2f}x (no target set; informational)"))
     if results.overload:
         o = results.overload
         bad = {s: n for s, n in o.result.statuses.items() if s >= 500 and s != 503}
@@ -69,17 +86,19 @@ def checks(results: Results) -> list[Check]:
 
 
 def table(results: Results) -> str:
-    head = ("| target | model | conc. | req/s | p50 ms | p99 ms | errors | batch | CPU ms/req | × raw | × naive |\n"
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    head = ("| target | model | conc. | req/s | p50 ms | p99 ms | errors | batch | CPU ms/req | × raw | × naive "
+            "| × (3) |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     rows = [head]
     order = {k: i for i, k in enumerate(results.titles)}
     for p in sorted(results.points, key=lambda p: (p.model != "digits", p.model, order[p.target], p.concurrency)):
         limit = results.raw.get(p.model, {}).get("best_samples_per_second")
         naive = results.point("naive", p.model, p.concurrency)
+        direct = results.point("inference", p.model, p.concurrency) if p.target != "inference" else None
         rows.append(
             f"| {results.titles[p.target]} | {p.model} | {p.concurrency} | {_fmt(p.rate, 0)} | "
             f"{_fmt(p.p50_ms, 2)} | {_fmt(p.p99_ms, 1)} | {p.errors} | {_fmt(p.batch, 1)} | {_fmt(p.cpu_ms, 2)} | "
-            f"{_fmt(_ratio(p.rate, limit), 3)} | {_fmt(_ratio(p.rate, naive.rate if naive else None), 1)} |")
+            f"{_fmt(_ratio(p.rate, limit), 3)} | {_fmt(_ratio(p.rate, naive.rate if naive else None), 1)} | "
+            f"{_fmt(_ratio(p.rate, direct.rate if direct else None), 2)} |")
     return "\n".join(rows)
 
 
@@ -108,7 +127,8 @@ def markdown(results: Results, plot_name: str | None) -> str:
         "## Raw model limit (1)", "", raw_table(results), "",
         "## Servers", "", table(results), "",
         "*× raw*: req/s ÷ the raw limit in samples/s (each request is one sample). *× naive*: "
-        "req/s ÷ the naive server's at the same model and concurrency. *batch*: rows per model "
+        "req/s ÷ the naive server's at the same model and concurrency. *× (3)*: req/s ÷ the "
+        "inference service's, direct, at the same model and concurrency. *batch*: rows per model "
         "call, read from the service's `/metrics`. *CPU ms/req*: CPU time of all the server's "
         "processes per answered request, which noise from other work on the machine moves far less "
         "than req/s.", "",

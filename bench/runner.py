@@ -31,7 +31,7 @@ from tests.support.servers import REPO
 class Plan:
     out: Path = REPO / "reports"
     work: Path = REPO / ".cache" / "bench"
-    targets: tuple[str, ...] = ("naive", "tuned", "inference", "inference-v2", "stack")
+    targets: tuple[str, ...] = ("naive", "tuned", "inference", "inference-v2", "gateway", "stack")
     models: tuple[str, ...] = ("digits", "cnn")
     concurrency: tuple[int, ...] = (1, 8, 32, 64)
     repetitions: int = 3
@@ -235,6 +235,12 @@ def _overload(plan: Plan, key: str, inference: Running, request: Request) -> Ove
                     measured.batch, load_settings().queue_budget_ms)
 
 
+def _for(target: Target, requests: dict[str, dict[str, Request]]) -> dict[str, Request]:
+    """The requests ``target`` is measured with: its protocol, its models."""
+    chosen = requests[target.protocol]
+    return {m: r for m, r in chosen.items() if target.models is None or m in target.models}
+
+
 def run(plan: Plan) -> Results:
     started = time.monotonic()
     targets = plan.chosen_targets()
@@ -255,7 +261,7 @@ def run(plan: Plan) -> Results:
     start = Start(model_root, logs, {n: r.body.read_bytes() for n, r in requests[TFS].items()}, plan.workers)
     with ExitStack() as stack:
         running = _start(stack, targets, start, results)
-        results.points = _rounds(plan, {k: (r, requests[targets[k].protocol]) for k, r in running.items()},
+        results.points = _rounds(plan, {k: (r, _for(targets[k], requests)) for k, r in running.items()},
                                  measure_raw)
         results.raw = {name: _median_raw(runs) for name, runs in raw_runs.items() if runs}
         if plan.overload_seconds and plan.overload_model in requests[TFS]:

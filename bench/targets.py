@@ -6,6 +6,7 @@ script fits all: ``POST {url}/v1/models/{name}:predict`` with ``{"instances": [.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -21,15 +22,16 @@ from pathlib import Path
 from bench.workload import TFS, V2_BINARY, Request
 from tests.support.servers import REPO, VENV_BIN, Process, free_port
 
-# Target (4), the whole path, needs the gateway and a launcher for nginx -> gateway -> inference.
 GATEWAY_CONF = REPO / "services/gateway/gunicorn.conf.py"
-# Set when the local-stack launcher exists: a shell command with {port}, {model_root} and
-# {python} placeholders that starts nginx -> gateway -> inference replicas in the foreground
-# serving every model under {model_root}, and stops them all on SIGTERM. BENCH_STACK_COMMAND
-# overrides it; BENCH_STACK_URL measures a stack that is already running instead (its models
-# must include digits and cnn). BENCH_STACK_METRICS: the replicas' base URLs, comma-separated,
-# for the achieved batch size.
-STACK_COMMAND: str | None = None
+# Target (4): the local stack (`make run`): nginx -> gateway -> 2 inference replicas of one
+# worker each (the same two inference processes as target (3) has). A shell command with
+# {port}, {model_root}, {run_dir} and {python} placeholders; nginx's per-client rate limit is
+# lifted, since the whole benchmark is one client. BENCH_STACK_COMMAND overrides it;
+# BENCH_STACK_URL measures a stack that is already running instead (its models must include the
+# ones measured). BENCH_STACK_METRICS: the replicas' base URLs, comma-separated, for the
+# achieved batch size (found by itself for the stack it starts).
+STACK_COMMAND = ("{python} -m stack --port {port} --model-root {model_root} --run-dir {run_dir} "
+                 "--replicas 2 --inference-workers 1 --rate-limit 1000000r/s --rate-burst 1000000")
 BASELINE_WORKERS = 2  # the issue's "2 sync Gunicorn workers"
 
 
@@ -57,6 +59,7 @@ class Target:
     start: Callable[[Start], AbstractContextManager[Running]]
     skip: Callable[[], str | None] = lambda: None
     protocol: str = TFS  # which form of the request it is sent (bench.workload)
+    models: tuple[str, ...] | None = None  # the benchmark models it is measured on; None: all
 
 
 def _post_ok(url: str, body: bytes, headers: dict[str, str], timeout: float = 30) -> bool:
@@ -133,8 +136,6 @@ def _stack_skip() -> str | None:
         return None
     if not GATEWAY_CONF.exists():
         return f"skipped: {GATEWAY_CONF.relative_to(REPO)} does not exist yet (the gateway is not merged)"
-    if not (os.environ.get("BENCH_STACK_COMMAND") or STACK_COMMAND):
-        return "skipped: no local-stack launcher wired (set STACK_COMMAND in bench/targets.py)"
     return None
 
 
@@ -144,11 +145,37 @@ def _stack(s: Start) -> Iterator[Running]:
     if os.environ.get("BENCH_STACK_URL"):
         yield Running(os.environ["BENCH_STACK_URL"].rstrip("/"), metrics)
         return
-    command = (os.environ.get("BENCH_STACK_COMMAND") or STACK_COMMAND or "").format(
-        port="{port}", model_root=shlex.quote(str(s.models)), python=shlex.quote(sys.executable))
+    run_dir = s.logs / "stack-run"
+    command = (os.environ.get("BENCH_STACK_COMMAND") or STACK_COMMAND).format(
+        port="{port}", model_root=shlex.quote(str(s.models)), python=shlex.quote(sys.executable),
+        run_dir=shlex.quote(str(run_dir)))
     with _serve(["bash", "-c", f"exec {command}"], {}, s.logs / "stack.log", s) as running:
+        state = run_dir / "stack.json"  # written once every piece answered ready
+        deadline = time.monotonic() + 30
+        while not metrics and not state.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not metrics and state.exists():
+            metrics = json.loads(state.read_text()).get("inference", [])
         running.metrics_urls = metrics
         yield running
+
+
+def _gateway_skip() -> str | None:
+    return None if GATEWAY_CONF.exists() else f"skipped: {GATEWAY_CONF.relative_to(REPO)} does not exist"
+
+
+@contextmanager
+def _gateway(s: Start) -> Iterator[Running]:
+    """The gateway alone in front of the service as target (3) runs it: the hop's cost."""
+    with _inference("gateway-upstream")(s) as upstream:
+        routes = s.logs / "gateway-routes.yaml"
+        backend = upstream.url.removeprefix("http://")
+        routes.write_text(json.dumps({"models": {name: {"backends": [backend]} for name in s.bodies}}))
+        argv = [str(VENV_BIN / "gunicorn"), "-c", str(GATEWAY_CONF)]
+        env = {"GATEWAY_BIND": "127.0.0.1:{port}", "GATEWAY_ROUTES_FILE": str(routes)}
+        with _serve(argv, env, s.logs / "gateway.log", s) as running:
+            running.metrics_urls = upstream.metrics_urls
+            yield running
 
 
 NAIVE = Target("naive", "(2) naive Flask + model.predict", _baseline("naive_server"))
@@ -156,8 +183,11 @@ TUNED = Target("tuned", "Flask + tf.function + orjson", _baseline("tuned_server"
 INFERENCE = Target("inference", "(3) inference service", _inference("inference"))
 INFERENCE_V2 = Target("inference-v2", "(3) inference service, V2 binary", _inference("inference-v2"),
                       protocol=V2_BINARY)
-STACK = Target("stack", "(4) nginx → gateway → inference", _stack, _stack_skip)
-TARGETS = {t.key: t for t in (NAIVE, TUNED, INFERENCE, INFERENCE_V2, STACK)}
+# The hop and the whole path cost the same per request whatever the model: measured on digits,
+# where the fixed per-request costs show most, which keeps the default run within 10 minutes.
+GATEWAY = Target("gateway", "(3) via the gateway", _gateway, _gateway_skip, models=("digits",))
+STACK = Target("stack", "(4) nginx → gateway → inference", _stack, _stack_skip, models=("digits",))
+TARGETS = {t.key: t for t in (NAIVE, TUNED, INFERENCE, INFERENCE_V2, GATEWAY, STACK)}
 
 
 def compare_target(repo: Path) -> Target:

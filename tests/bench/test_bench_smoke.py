@@ -39,8 +39,8 @@ def test_report_and_plot_are_written(quick):
                      "| (3) inference service, V2 binary | cnn | 8 |", "## Overload", "## Targets",
                      "![throughput and p99 against concurrency](bench.png)"):
         assert fragment in text
-    # Target (4) is reported as skipped (with its reason) until the whole stack exists.
-    assert "stack" in results.skipped or results.point("stack", "digits", 1)
+    assert "| (3) via the gateway | digits | 1 |" in text and "| (4) nginx → gateway → inference | digits | 8 |" in text
+    assert not results.skipped, results.skipped
 
 
 def test_numbers_are_sane(quick):
@@ -48,12 +48,13 @@ def test_numbers_are_sane(quick):
     for model in ("digits", "cnn"):
         raw = results.raw[model]
         assert raw["best_samples_per_second"] > 0 and 0 < raw["single_call_ms"] < 1000
-    assert len(results.points) == 4 * 2 * 2  # four targets, two models, two concurrencies
+    # Four targets on both models, the gateway and the whole stack on digits; two concurrencies.
+    assert len(results.points) == (4 * 2 + 2) * 2
     for p in results.points:
         assert p.rate > 0 and p.errors == 0, p
         assert 0 < p.p50_ms <= p.p99_ms < 60_000, p
         assert p.cpu_ms is not None and p.cpu_ms > 0, p
-        if p.target.startswith("inference"):
+        if p.target.startswith("inference") or p.target in ("gateway", "stack"):
             assert p.batch is not None and 1 <= p.batch <= 64, p
         else:
             assert p.batch is None, p
@@ -67,3 +68,4 @@ def test_numbers_are_sane(quick):
     assert 0 < overload.served_p99_ms <= overload.served_p99_bound_ms + 1
     checks = report.checks(results)
     assert {c.met for c in checks} <= {True, False, None} and len(checks) >= 4
+    assert any(c.name.startswith("gateway hop, digits c=1") for c in checks)
