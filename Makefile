@@ -10,17 +10,18 @@ MODEL_ROOT ?= models
 DEFAULT_MODEL := $(MODEL_ROOT)/digits/1/model.keras
 PYTEST_ARGS ?=
 REPLICAS ?= 2
+BENCH_ARGS ?=
 
-.PHONY: help setup model run run-inference run-gateway test load-test soak docs clean
+.PHONY: help setup model run run-inference run-gateway test load-test bench soak docs clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/.installed: pyproject.toml
-	@tools/system-packages.sh python3-venv:python3-venv nginx:nginx-light shellcheck:shellcheck
+	@tools/system-packages.sh python3-venv:python3-venv nginx:nginx-light wrk:wrk shellcheck:shellcheck
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[inference,train,dev,deploy]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[inference,train,dev,deploy,bench]"
 	@touch $@
 
 setup: $(BIN)/.installed ## Create .venv with everything to run, train and test (idempotent)
@@ -57,6 +58,9 @@ $(BIN)/.loadtest: $(BIN)/.installed
 
 load-test: setup model $(BIN)/.loadtest ## Locust, headless, against the stack on PORT (started if absent): reports/loadtest.{html,csv}
 	$(BIN)/python -m loadtest.run --url http://127.0.0.1:$(PORT)
+
+bench: setup ## Benchmark: raw model limit, naive and tuned Flask, the service, the stack (<10 min) -> reports/bench.md
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 SOAK_SECONDS ?= 600
 

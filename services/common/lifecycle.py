@@ -2,6 +2,10 @@
 
 A worker that has been told to stop must say "not ready" at once so load balancers stop
 sending it work, while it keeps serving what it already accepted.
+
+A request can wait inside the worker before any view runs: a gthread worker queues readable
+connections until one of its threads is free. The worker records when the request's bytes
+arrived, so admission control can count that wait too (see :func:`arrived`).
 """
 
 from __future__ import annotations
@@ -33,9 +37,6 @@ class Flag:
 
 draining = Flag()
 
-# A request can wait inside the worker before any view runs: a gthread worker queues readable
-# connections until one of its threads is free. The worker records when the request's bytes
-# arrived, so admission control can count that wait too (see :func:`arrived`).
 _request = threading.local()
 
 

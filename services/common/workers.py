@@ -17,6 +17,18 @@ issue #3397). This worker drains first:
 Measured with a Gunicorn SIGHUP (which stops every old worker this way) under 8 keep-alive
 clients: without steps 3 and 4 as written (idle connections closed at once, in-flight ones
 closed after their keep-alive answer) 1 to 6 requests failed per reload; with them, none.
+
+It also reads what the application left of a request body before keeping the connection
+alive. Otherwise those bytes wake the poller as if a new request had come, and the thread that
+takes the connection blocks reading a request the client never sends (answering before reading
+the body is common: 404, 415, a load-shedding 503): one thread lost per idle client, measured
+here as a server that stopped answering at all.
+
+It also stamps each request with the moment its bytes arrived (``lifecycle.arrived()``): the
+time a request then waits for a free thread is invisible to the application otherwise, and
+admission control needs it to keep its latency budget under overload.
+
+And it keeps the workers' shares of long-lived connections even (``balance``).
 """
 
 from __future__ import annotations
@@ -29,13 +41,17 @@ from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from services.common import gunicorn_wire, lifecycle
+from services.common import balance, gunicorn_wire, lifecycle
 from services.common.buffering import BufferedRequests
 
 gunicorn_wire.install()  # Gunicorn's own errors in JSON; head and body in one write
 
 DRAIN_SECONDS = 5.0
 IDLE_GRACE = 1.0
+# Unread body bytes read and dropped to keep a connection alive; past this, it is closed.
+DISCARD_LIMIT = 1 << 20
+# Created when Gunicorn's master loads this worker class, before it forks the workers.
+BOARD = balance.Board()
 
 
 class DrainingThreadWorker(BufferedRequests, ThreadWorker):  # buffering: slow clients hold no thread
@@ -45,25 +61,21 @@ class DrainingThreadWorker(BufferedRequests, ThreadWorker):  # buffering: slow c
         self._listening = True
         self._idle_since: dict[TConn, float] = {}  # keep-alive connections seen idle while draining
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        # Runs in a signal handler, possibly re-entered by the next SIGTERM (the master repeats
-        # it while the worker drains): first mark the drain as started, and take no locks.
-        if self._drain_until is not None:
-            return
-        self._drain_until = time.monotonic() + min(DRAIN_SECONDS, self.cfg.graceful_timeout)
-        lifecycle.draining.set()
-        self.cfg.set("keepalive", 0)  # every response from now on says Connection: close
+    def run(self) -> None:
+        BOARD.publish(self.age, self.nr_conns)
+        try:
+            super().run()
+        finally:
+            BOARD.clear(self.age)
 
-    def murder_keepalived(self) -> None:
-        if self._drain_until is None:
-            super().murder_keepalived()
-        else:
-            # Not the stock sweep: with keep-alive set to 0 it would close every connection the
-            # moment its in-flight answer went out, under a client about to reuse it.
-            self._drain_step()
+    def accept(self, server: Any, listener: Any) -> None:
+        if BOARD.should_yield(self.age, self.nr_conns) and balance.wait_for_peer(listener):
+            return  # a worker with fewer connections took it
+        super().accept(server, listener)
+        BOARD.publish(self.age, self.nr_conns)
 
     def enqueue_req(self, conn: TConn) -> None:
-        conn.arrived = time.monotonic()  # queued for a thread from now: admission counts it
+        conn.arrived = time.monotonic()
         super().enqueue_req(conn)
 
     def handle(self, conn: TConn) -> Any:
@@ -72,6 +84,29 @@ class DrainingThreadWorker(BufferedRequests, ThreadWorker):  # buffering: slow c
             return super().handle(conn)
         finally:
             lifecycle.mark_arrival(None)
+
+    def handle_request(self, req: Any, conn: TConn) -> bool:
+        keepalive = super().handle_request(req, conn)
+        return keepalive and _discard_body(req)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # Runs in a signal handler, possibly re-entered by the next SIGTERM (the master repeats
+        # it while the worker drains): first mark the drain as started, and take no locks.
+        if self._drain_until is not None:
+            return
+        self._drain_until = time.monotonic() + min(DRAIN_SECONDS, self.cfg.graceful_timeout)
+        BOARD.clear(self.age)  # no peer should leave new connections to a worker that stops
+        lifecycle.draining.set()
+        self.cfg.set("keepalive", 0)  # every response from now on says Connection: close
+
+    def murder_keepalived(self) -> None:  # called once per turn of the worker's loop
+        if self._drain_until is None:
+            super().murder_keepalived()
+            BOARD.publish(self.age, self.nr_conns)
+        else:
+            # Not the stock sweep: with keep-alive set to 0 it would close every connection the
+            # moment its in-flight answer went out, under a client about to reuse it.
+            self._drain_step()
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
         self._idle_since.pop(conn, None)  # it brought a request: no longer idle
@@ -128,3 +163,14 @@ class DrainingThreadWorker(BufferedRequests, ThreadWorker):  # buffering: slow c
                 self.poller.register(
                     conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)
                 )
+
+
+def _discard_body(req: Any) -> bool:
+    """Read and drop the rest of ``req``'s body; False (close the connection) if it is too long."""
+    left = DISCARD_LIMIT
+    while left > 0:
+        data = req.body.read(min(left, 64 * 1024))
+        if not data:
+            return True
+        left -= len(data)
+    return False

@@ -9,7 +9,7 @@ from flask import Flask
 from services.common import logs
 from services.common.errors import register_error_handlers
 from services.common.openapi import docs_blueprint
-from services.inference import openapi, routes
+from services.inference import heap, openapi, routes
 from services.inference.config import InferenceSettings, load_settings
 from services.inference.metrics import metrics
 from services.inference.model_store import Model, ModelStore
@@ -26,9 +26,13 @@ def create_app(settings: InferenceSettings | None = None) -> Flask:
     configure_tensorflow(settings.tf_intra_op_threads())
     m = metrics()
 
+    serving = False
+
     def publish(model: Model[ServedVersion]) -> None:
         for version in model.statuses:
             m.versions.labels(model.name, str(version)).set(1 if version in model.served else 0)
+        if serving:  # a version came or went while serving: free its garbage, re-freeze the rest
+            heap.settle()
 
     store: ModelStore[ServedVersion] = ModelStore(
         settings.model_root,
@@ -38,6 +42,8 @@ def create_app(settings: InferenceSettings | None = None) -> Flask:
         on_change=publish,
     )
     store.scan(initial=True)
+    heap.settle()
+    serving = True
     if settings.poll_seconds > 0:
         store.start_polling(settings.poll_seconds)
 

@@ -8,8 +8,9 @@ request to lead the next batch, which takes everything queued (up to ``max_batch
 The batch size thus adapts to load with no timer: one row when idle, large under pressure.
 
 Admission control keeps the queue honest: a request whose expected wait (the running batch's
-remaining time plus the rows ahead of it x recent seconds per row) exceeds the budget is
-refused at once with 503 + Retry-After.
+remaining time, the rows ahead of it x recent seconds per row, and its own model call), plus the
+time it already waited in the server before reaching the batcher, exceeds the budget is refused
+at once with 503 + Retry-After.
 """
 
 from __future__ import annotations
@@ -73,20 +74,31 @@ class Batcher:
         return self._queued_rows
 
     def expected_wait(self, rows: int = 0) -> float:
+        """Seconds until a newcomer of ``rows`` rows would have its answer: the running batch,
+        the rows queued ahead, and its own batch -- a whole model call, however few its rows."""
         running = self._call_seconds if self._running else 0.0
-        return running + (self._queued_rows + rows) * self._row_seconds
+        own = max(self._call_seconds, rows * self._row_seconds) if rows else 0.0
+        return running + self._queued_rows * self._row_seconds + own
 
-    def submit(self, arrays: Sequence[np.ndarray], timeout: float) -> list[np.ndarray]:
-        """Run ``arrays`` (one per input, same row count) through the model, batched with others."""
+    def submit(
+        self, arrays: Sequence[np.ndarray], timeout: float, arrived: float | None = None
+    ) -> list[np.ndarray]:
+        """Run ``arrays`` (one per input, same row count) through the model, batched with others.
+
+        ``arrived``: ``time.monotonic()`` when the request reached the server (default: now);
+        the timeout and the admission budget both count from then.
+        """
+        now = time.monotonic()
+        arrived = now if arrived is None else min(arrived, now)
         rows = int(arrays[0].shape[0])
         request = _Request(
             arrays=arrays,
             rows=rows,
             key=tuple(a.shape[1:] for a in arrays),
-            deadline=time.monotonic() + timeout,
+            deadline=arrived + timeout,
         )
         with self._lock:
-            self._admit(request)
+            self._admit(request, waited=now - arrived)
             self._queue.append(request)
             self._queued_rows += rows
             lead = not self._running
@@ -103,14 +115,17 @@ class Batcher:
         assert request.result is not None
         return request.result
 
-    def _admit(self, request: _Request) -> None:
+    def _admit(self, request: _Request, waited: float) -> None:
+        # A request that would wait behind others, or that already waited past the budget
+        # for a thread to take it, is refused when its total wait would exceed the budget.
+        # One that would run at once and is still within the budget is always taken.
         policy = self._policy
         wait = self.expected_wait(request.rows)
         if self._queued_rows + request.rows > policy.max_queue_rows or (
-            self._queue and wait > policy.queue_budget
+            (self._queue or waited > policy.queue_budget) and waited + wait > policy.queue_budget
         ):
             raise Unavailable(
-                f"overloaded: expected queue wait {wait * 1000:.0f} ms exceeds the "
+                f"overloaded: expected wait {(waited + wait) * 1000:.0f} ms exceeds the "
                 f"{policy.queue_budget * 1000:.0f} ms budget; retry later",
                 retry_after=max(1.0, wait),
             )

@@ -27,6 +27,7 @@ _INFER_ENDPOINTS = {"inference.tfs_predict", "inference.v2_infer"}
 
 def build(store: ModelStore[ServedVersion], settings: InferenceSettings, m: InferenceMetrics) -> Blueprint:
     bp = Blueprint("inference", __name__)
+    budget = settings.queue_budget_ms / 1000
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -36,6 +37,15 @@ def build(store: ModelStore[ServedVersion], settings: InferenceSettings, m: Infe
         g.request_id = requestid.accept_or_generate(request.headers.get(requestid.HEADER))
         if request.endpoint in _INFER_ENDPOINTS:
             m.inflight.inc()
+            # Waited longer than the whole budget for a free thread: refuse before reading the
+            # body, so that shedding stays cheap and the queue behind this one drains fast.
+            waited = time.monotonic() - lifecycle.arrived()
+            if waited > budget:
+                raise Unavailable(
+                    f"overloaded: waited {waited * 1000:.0f} ms for a worker thread, over the "
+                    f"{budget * 1000:.0f} ms budget; retry later",
+                    retry_after=1,
+                )
 
     @bp.after_app_request
     def _finish(response: Response) -> Response:
@@ -151,7 +161,7 @@ def build(store: ModelStore[ServedVersion], settings: InferenceSettings, m: Infe
         arrays, row_format = protocol_tfs.parse_predict(
             payload, served.servable, allow_nonfinite=settings.allow_nonfinite
         )
-        results = served.batcher.submit(arrays, timeout())
+        results = served.batcher.submit(arrays, timeout(), lifecycle.arrived())
         return json_response(protocol_tfs.predict_response(results, served.servable, row_format))
 
     # -- Open Inference Protocol (V2) ----------------------------------------------------------
@@ -195,7 +205,7 @@ def build(store: ModelStore[ServedVersion], settings: InferenceSettings, m: Infe
         infer = protocol_v2.parse_infer(
             parse(header), binary, served.servable, allow_nonfinite=settings.allow_nonfinite
         )
-        results = served.batcher.submit(infer.arrays, timeout())
+        results = served.batcher.submit(infer.arrays, timeout(), lifecycle.arrived())
         payload, header_length = protocol_v2.infer_response(name, resolved, infer, results, served.servable)
         if header_length is None:
             return Response(payload, mimetype="application/json")

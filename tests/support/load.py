@@ -91,3 +91,23 @@ class Load:
                 self.result.latencies.append(elapsed)
                 if label is not None:
                     self.result.seen[label] += 1
+
+    def wait_until_only(self, label: object, timeout: float, quiet: float = 1.5) -> float:
+        """Seconds until every answer for ``quiet`` seconds was ``label`` (e.g. a new version).
+
+        Returns ``timeout`` (or a little more) if that never happened, so callers can assert on it.
+        """
+        started = time.monotonic()
+        last_other, last_change = self._others(label), time.monotonic()
+        while time.monotonic() - started < timeout:
+            time.sleep(0.1)
+            others = self._others(label)
+            if others != last_other:
+                last_other, last_change = others, time.monotonic()
+            elif self.result.seen[label] and time.monotonic() - last_change >= quiet:
+                return last_change - started
+        return time.monotonic() - started
+
+    def _others(self, label: object) -> int:
+        with self._lock:
+            return sum(count for key, count in self.result.seen.items() if key != label)

@@ -159,3 +159,52 @@ def test_max_latency_lets_a_leader_wait_for_company():
     results = run_concurrently(batcher, inputs)
     assert all(not isinstance(r, Exception) for r in results.values())
     assert model.calls == [4], "the first request should have waited for the other three"
+
+
+def test_time_already_waited_in_the_server_counts_against_the_budget():
+    model = RecordingModel()
+    batcher = Batcher(model, BatchPolicy(max_batch_size=8, queue_budget=0.2), batch_seconds=0.01)
+    x = np.ones((1, 1), np.float32)
+    # Waited 0.1 s for a thread, model idle: within the budget, runs.
+    np.testing.assert_array_equal(batcher.submit([x], 1.0, arrived=time.monotonic() - 0.1)[0], expected(x))
+    # Waited 0.3 s for a thread (the worker's queue was full): refused at once, even though
+    # the model itself is idle -- the client has already waited longer than the budget.
+    with pytest.raises(Unavailable):
+        batcher.submit([x], 1.0, arrived=time.monotonic() - 0.3)
+    assert model.calls == [1]
+
+
+def test_the_timeout_counts_from_arrival():
+    model = RecordingModel()
+    model.gate = threading.Event()
+    batcher = Batcher(model, BatchPolicy(max_batch_size=1, queue_budget=10.0))
+    leader = threading.Thread(target=batcher.submit, args=([np.ones((1, 1), np.float32)], 10.0))
+    leader.start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    with pytest.raises(GatewayTimeout):
+        batcher.submit([np.ones((1, 1), np.float32)], 0.5, arrived=time.monotonic() - 0.4)
+    assert time.monotonic() - started < 0.3, "0.4 of its 0.5 s were spent before it arrived here"
+    model.gate.set()
+    leader.join(5)
+
+
+def test_a_newcomers_own_model_call_counts_as_a_whole_call():
+    # A call takes 0.1 s whatever its rows (64 rows: ~1.6 ms per row). Behind a running call and
+    # one queued row, a newcomer waits ~0.1 s for the running call and ~0.1 s for its own:
+    # over a 0.15 s budget, although 2 rows x 1.6 ms looks tiny.
+    model = RecordingModel()
+    model.gate = threading.Event()
+    policy = BatchPolicy(max_batch_size=64, queue_budget=0.15)
+    batcher = Batcher(model, policy, batch_seconds=0.1, batch_rows=64)
+    threads = [threading.Thread(target=batcher.submit, args=([np.ones((1, 1), np.float32)], 10.0))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    assert batcher.expected_wait(1) > 0.15
+    with pytest.raises(Unavailable):
+        batcher.submit([np.ones((1, 1), np.float32)], 10.0)
+    model.gate.set()
+    for t in threads:
+        t.join(5)
