@@ -61,8 +61,9 @@ def test_twice_the_capacity_is_served_or_shed_fast(local_stack, request):
     assert set(result["statuses"]) <= {"200", "429", "503"}, result["statuses"]
     assert result["wrong_answers"] == 0 and result["shed_without_retry_after"] == 0
     assert sum(result["statuses"].values()) == result["offered"] - result["unsent"], "some requests got no answer"
-    # Still twice the capacity: the generator's own pool ran dry for at most a sliver.
-    assert result["sent_rate"] >= 1.8 * capacity, summary
+    # Still far over capacity: the generator's own pool may run dry for a sliver of the run
+    # (CI, quiet machine: 4 % unsent, 1.92x sent), never for most of it.
+    assert result["sent_rate"] >= 1.6 * capacity, summary
     assert result["served_rate"] >= 0.5 * capacity, summary  # overload must not collapse serving
     # Latency as the stack gave it (from the send): on a machine this busy the generator itself
     # can fall seconds behind its schedule, and that lag is reported but is not the stack's.
