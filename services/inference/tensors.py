@@ -107,6 +107,8 @@ def _exact_integers(data: Any, array: np.ndarray, where: str) -> np.ndarray:
     "kinds"), so a valid UINT64 tensor was refused as "numbers" (found by a round-trip
     property test). Only integer inputs pay for this, and only when numpy chose floats.
     """
+    if not array.size:  # numpy reads an empty list as float64; it holds no non-integer
+        return array.astype(np.int64)
     values = np.array(data, dtype=object)
     if values.shape != array.shape or not all(type(v) is int for v in values.flat):
         return array  # real non-integers: refused by the caller as before
@@ -133,7 +135,12 @@ def convert(
         if array.min() < info.min or array.max() > info.max:
             raise ClientError(f"{where}: values out of range for {spec.datatype}")
     if array.dtype != target:
-        array = array.astype(target)
+        with np.errstate(over="ignore"):
+            cast = array.astype(target)
+        # 1e300 is a finite float64 but no FP32: say so instead of reading it as Infinity.
+        if target.kind == "f" and (np.isinf(cast) & ~np.isinf(array)).any():
+            raise ClientError(f"{where}: values out of range for {spec.datatype}")
+        array = cast
     if target.kind == "f" and not allow_nonfinite and not np.isfinite(array).all():
         raise ClientError(f"{where}: NaN or Infinity in input '{spec.name}' is not allowed")
     check_shape(array.shape, spec, where)

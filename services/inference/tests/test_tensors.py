@@ -45,6 +45,19 @@ def test_nonfinite_values_are_refused_unless_allowed():
     assert np.isinf(json_ok([[[float("inf"), 1], [1, 1]]], allow_nonfinite=True)).any()
 
 
+def test_finite_values_beyond_the_model_dtype_are_out_of_range_not_infinity():
+    # float64 1e300 has no FP32 value; the cast would make it Infinity, allowed or not.
+    for allow in (False, True):
+        rejects(from_json, [[[1e300, 0], [0, 0]]], PIXELS, "x", allow_nonfinite=allow, match="out of range")
+    assert np.isinf(json_ok([[[float("inf"), 0], [0, 0]]], allow_nonfinite=True)).any()
+
+
+def test_an_empty_integer_tensor_is_a_client_error():
+    # numpy reads [] and [[]] as float64; the exact-integer path once took min() of nothing (500).
+    for data in ([], [[]], [[], []]):
+        rejects(from_json, data, IDS, "instances", allow_nonfinite=False, match="empty batch|expects shape")
+
+
 def test_integer_inputs_take_integers_only_and_check_range():
     assert from_json([[1, 2, 3]], IDS, "x", allow_nonfinite=False).dtype == np.int64
     rejects(from_json, [[1.5, 2, 3]], IDS, "x", allow_nonfinite=False, match="takes integers")
