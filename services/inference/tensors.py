@@ -134,17 +134,19 @@ def convert(
         info = np.iinfo(target)
         if array.min() < info.min or array.max() > info.max:
             raise ClientError(f"{where}: values out of range for {spec.datatype}")
+    cast = array
     if array.dtype != target:
         with np.errstate(over="ignore"):
             cast = array.astype(target)
+    # One pass over the values on the common path; the rest only when something is not finite.
+    if target.kind == "f" and not np.isfinite(cast).all():
         # 1e300 is a finite float64 but no FP32: say so instead of reading it as Infinity.
-        if target.kind == "f" and (np.isinf(cast) & ~np.isinf(array)).any():
+        if (np.isinf(cast) & ~np.isinf(array)).any():
             raise ClientError(f"{where}: values out of range for {spec.datatype}")
-        array = cast
-    if target.kind == "f" and not allow_nonfinite and not np.isfinite(array).all():
-        raise ClientError(f"{where}: NaN or Infinity in input '{spec.name}' is not allowed")
+        if not allow_nonfinite:
+            raise ClientError(f"{where}: NaN or Infinity in input '{spec.name}' is not allowed")
     check_shape(array.shape, spec, where)
-    return array
+    return cast
 
 
 def check_shape(shape: Sequence[int], spec: TensorSpec, where: str) -> None:
