@@ -10,24 +10,21 @@ cluster counterparts live in test_cluster.py.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import requests
 
 from tests.support import models
-from tests.support.servers import REPO, free_port
+from tests.support.servers import Process, free_port
 
 
 @dataclass
 class LocalStack:
-    process: subprocess.Popen
+    process: Process
     run_dir: Path
     model_root: Path
 
@@ -40,14 +37,8 @@ class LocalStack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 90) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        return self.process.returncode
+        # The group is left alone: test_ctrl_c_stops_every_process checks the launcher's cleanup.
+        return self.process.stop(sig, timeout, reap_group=False)
 
 
 def start_stack(base: Path, digits_version: Path, *extra: str, env: dict | None = None) -> tuple[str, LocalStack]:
@@ -56,17 +47,15 @@ def start_stack(base: Path, digits_version: Path, *extra: str, env: dict | None 
         models.copy_version(digits_version, model_root, "digits", 1)
     run_dir = base / "run"
     port = free_port()
-    out = open(base / "launcher.log", "ab")  # noqa: SIM115  (lives as long as the stack)
-    process = subprocess.Popen(
+    process = Process(
         [sys.executable, "-m", "stack", "--port", str(port), "--model-root", str(model_root),
          "--run-dir", str(run_dir), *extra],
-        cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, **(env or {})},
+        env or {}, base / "launcher.log",
     )
     stack = LocalStack(process, run_dir, model_root)
     deadline = time.monotonic() + 240
     while not (run_dir / "stack.json").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
+        if not process.alive() or time.monotonic() > deadline:
             stack.stop(signal.SIGKILL)
             raise RuntimeError(f"stack did not start:\n{(base / 'launcher.log').read_text()[-3000:]}")
         time.sleep(0.3)

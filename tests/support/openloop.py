@@ -125,7 +125,7 @@ class Client:
             if headers.get("connection", "").lower() == "close":
                 writer.close()
                 conn = None
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as error:
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as error:
             self.tally.errors[type(error).__name__] += 1
             if conn is not None:
                 conn[1].close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,10 @@ from pathlib import Path
 
 import requests
 
+from stack.__main__ import free_port  # noqa: F401  (re-exported for the tests)
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Process:
@@ -47,8 +42,13 @@ class Process:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        """Signal the process and wait; kill the whole group if it overstays."""
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30, *, reap_group: bool = True) -> int:
+        """Signal the process and wait; kill the whole group if it overstays.
+
+        ``reap_group`` also kills whatever of the group is left after a clean exit (workers of
+        a crashed master would keep ports and CPUs busy); off for tests that check that the
+        process cleaned up after itself.
+        """
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -56,11 +56,11 @@ class Process:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
-        # Workers left behind by a crashed master would keep ports and CPUs busy.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if reap_group:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self._log.close()
         return self.proc.returncode
 
