@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from services.common import logs
+from services.common import frontdoor, logs
 from services.common.errors import register_error_handlers
 from services.common.openapi import docs_blueprint
 from services.gateway import openapi, periodic, routes
@@ -51,7 +51,9 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     app.register_blueprint(routes.build(router, forwarder))
     app.register_blueprint(docs_blueprint(lambda: openapi.build_document(auth.enabled), openapi.TITLE))
     # Every request passes the gateway's WSGI layer first; model calls end there.
-    app.wsgi_app = Gateway(app.wsgi_app, router, auth, limiter, forwarder, settings, m)  # type: ignore[method-assign]
+    gateway = Gateway(app.wsgi_app, router, auth, limiter, forwarder, settings, m)
+    app.wsgi_app = gateway  # type: ignore[method-assign]
+    frontdoor.install(gateway.admission)  # the worker refuses what would not be served in time
     log.info("gateway worker ready", extra={"fields": {
         "routes": router.describe(), "auth": auth.enabled, "rate_limit": settings.rate_limit,
     }})

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from services.common import deadline, lifecycle, naturals, requestid
+from services.common import deadline, frontdoor, lifecycle, naturals, requestid
 from services.common.openapi import ASSETS_PREFIX
 from services.common.errors import (
     ClientError,
@@ -79,6 +79,10 @@ class Gateway:
         self._forwarder = forwarder
         self._settings = settings
         self._m = m
+        self.admission = frontdoor.Admission(
+            settings.queue_budget_ms / 1000, lambda method, path: not _is_open(path),
+            what="gateway", threads=settings.threads, on_refused=self._refused_at_door,
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = lifecycle.arrived()  # when its bytes arrived, before any wait for a thread
@@ -105,6 +109,8 @@ class Gateway:
         except Exception:  # noqa: BLE001  (a bug must still answer JSON)
             return self._render(report_unexpected(), environ, start_response, request_id, record)
         finally:
+            if record.backend != "none" and record.status != 503:
+                self.admission.observe(time.monotonic() - started)  # served, queue included
             if not health:
                 self._m.requests.labels(record.model, record.backend, str(record.status)).inc()
             access_log.write(
@@ -115,6 +121,18 @@ class Gateway:
             )
 
     # -- admission -----------------------------------------------------------------------------
+
+    def _refused_at_door(self, refusal: frontdoor.Refusal) -> None:
+        """Counted and logged like any answer (the worker wrote it from its event loop)."""
+        head = refusal.head
+        call = paths.match(head.path)
+        model = call.name if call is not None and call.name in self._router.routes else "none"
+        self._m.rejections.labels("overloaded").inc()
+        self._m.requests.labels(model, "none", "503").inc()
+        access_log.write(
+            request_id=head.request_id, method=head.method, path=head.path, model=model,
+            version="", status=503, duration=0.0, backend="none", retried="", caller="",
+        )
 
     def _shed_if_queued_too_long(self, arrived: float) -> None:
         """Overload shows first as a wait for a worker thread, where no queue of ours sees it:

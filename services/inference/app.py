@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from services.common import logs
+from services.common import frontdoor, logs
 from services.common.errors import register_error_handlers
 from services.common.openapi import docs_blueprint
 from services.inference import heap, openapi, routes
@@ -51,7 +51,13 @@ def create_app(settings: InferenceSettings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["model_store"] = store
     register_error_handlers(app)
-    app.register_blueprint(routes.build(store, settings, m))
+    admission = frontdoor.Admission(
+        settings.queue_budget_ms / 1000, routes.is_model_call, what="inference",
+        threads=settings.threads,
+        on_refused=lambda refusal: routes.count_refusal(refusal, store, m),
+    )
+    app.register_blueprint(routes.build(store, settings, m, admission))
+    frontdoor.install(admission)  # the worker refuses what would not be served in time
     app.register_blueprint(docs_blueprint(openapi.build_document, openapi.TITLE))
     log.info(
         "inference worker ready",

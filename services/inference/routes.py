@@ -9,7 +9,7 @@ from flask import Blueprint, Response, g, request
 
 from services import __version__
 from services.common import deadline, jsoncodec, lifecycle, metrics as metrics_endpoint, requestid
-from services.common import naturals
+from services.common import frontdoor, naturals
 from services.common.errors import ClientError, NotFound, Unavailable, UnsupportedMediaType
 from services.common.errors import PayloadTooLarge
 from services.common.jsoncodec import json_response
@@ -25,7 +25,26 @@ _JSON_TYPES = {"", "application/json", "application/x-www-form-urlencoded", "tex
 _INFER_ENDPOINTS = {"inference.tfs_predict", "inference.v2_infer"}
 
 
-def build(store: ModelStore[ServedVersion], settings: InferenceSettings, m: InferenceMetrics) -> Blueprint:
+def is_model_call(method: str, path: str) -> bool:
+    """What the front door may refuse for load: predict and infer (never health or metrics)."""
+    return method == "POST" and (path.endswith(":predict") or path.endswith("/infer"))
+
+
+def count_refusal(refusal: frontdoor.Refusal, store: ModelStore[ServedVersion], m: InferenceMetrics) -> None:
+    """A request the worker refused as it arrived, counted like one refused here."""
+    path = refusal.head.path
+    protocol = "v2" if path.startswith("/v2/") else "tfs"
+    parts = path.split("/")
+    name = parts[3].partition(":")[0] if len(parts) > 3 else ""
+    model = name if name in store.names() else "unknown"
+    m.requests.labels(model, "", protocol, "503").inc()
+    m.load_shed.labels(model).inc()
+
+
+def build(
+    store: ModelStore[ServedVersion], settings: InferenceSettings, m: InferenceMetrics,
+    admission: frontdoor.Admission,
+) -> Blueprint:
     bp = Blueprint("inference", __name__)
     budget = settings.queue_budget_ms / 1000
 
@@ -58,6 +77,8 @@ def build(store: ModelStore[ServedVersion], settings: InferenceSettings, m: Infe
             model = name if name in store.names() else "unknown"  # bounded label cardinality
             m.requests.labels(model, str(version), protocol, str(response.status_code)).inc()
             m.latency.labels(model, protocol).observe(time.perf_counter() - g.started)
+            if response.status_code == 200:
+                admission.observe(time.monotonic() - lifecycle.arrived())  # queue included
             if response.status_code == 503:
                 m.load_shed.labels(model).inc()
         return response

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from flask import Flask
 
+from services.common import frontdoor
 from services.inference import routes
 from services.inference.config import InferenceSettings
 from services.inference.metrics import metrics
@@ -164,7 +165,8 @@ def test_the_network_check_is_real():
 def inference_app():
     """The real inference routes, without loading a model (or TensorFlow)."""
     app = Flask("probe-check")
-    app.register_blueprint(routes.build(None, InferenceSettings(), metrics()))
+    admission = frontdoor.Admission(1.0, routes.is_model_call, what="inference", threads=1)
+    app.register_blueprint(routes.build(None, InferenceSettings(), metrics(), admission))
     return app
 
 
