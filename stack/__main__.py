@@ -16,6 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from services.common import settings
+from services.gateway.config import PREFIX as GATEWAY_PREFIX
+from services.gateway.config import GatewaySettings
 from stack import nginx_config
 from stack.supervisor import Service, Supervisor
 
@@ -48,6 +51,12 @@ def find_nginx() -> str:
 
 def model_names(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def gateway_concurrency() -> int:
+    """Requests the gateway forwards at once: its workers x threads (GATEWAY_* settings)."""
+    gateway = settings.load(GatewaySettings, GATEWAY_PREFIX)
+    return gateway.workers * gateway.threads
 
 
 def build(args: argparse.Namespace) -> tuple[Supervisor, dict]:
@@ -107,6 +116,10 @@ def build(args: argparse.Namespace) -> tuple[Supervisor, dict]:
         access_log=f"{logs / 'nginx-access.log'} json",
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
+        # No queue in front of the gateway's threads: on one machine the tiers share the
+        # cores, and a queue there is only drained as fast as the busy gateway gets CPU
+        # (docs/architecture.md, "Admission").
+        max_inflight=args.max_inflight or gateway_concurrency(),
         client_max_body_size=args.max_body,
     )
     conf = nginx_config.write(settings)
@@ -131,6 +144,7 @@ def build(args: argparse.Namespace) -> tuple[Supervisor, dict]:
         "inference": [f"http://{r}" for r in replicas],
         "gateway": gateway_url,
         "nginx_scratch": str(settings.scratch),
+        "max_inflight": settings.max_inflight,
     }
     return Supervisor(services, ready_timeout=args.ready_timeout), state
 
@@ -145,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit", default=os.environ.get("NGINX_RATE_LIMIT", "2000r/s"))
     parser.add_argument("--rate-burst", type=int, default=int(os.environ.get("NGINX_RATE_BURST", 4000)))
     parser.add_argument("--max-body", default=os.environ.get("NGINX_MAX_BODY", "8m"))
+    parser.add_argument("--max-inflight", type=int, default=int(os.environ.get("NGINX_MAX_INFLIGHT", 0)),
+                        help="requests nginx lets through at once (default: the gateway's workers x threads)")
     parser.add_argument("--ready-timeout", type=float, default=180)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="stack: %(message)s")

@@ -20,6 +20,7 @@ PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 PLACEHOLDERS = (
     "WORKER_PROCESSES", "PID_FILE", "ERROR_LOG", "ACCESS_LOG", "TEMP_DIR", "LISTEN",
     "UPSTREAM_SERVERS", "CLIENT_MAX_BODY_SIZE", "PROXY_READ_TIMEOUT", "RATE_LIMIT", "RATE_BURST",
+    "MAX_INFLIGHT",
 )
 
 
@@ -34,6 +35,7 @@ class NginxSettings:
     proxy_read_timeout: str = "60s"
     rate_limit: str = "2000r/s"
     rate_burst: int = 4000
+    max_inflight: int = 512  # requests in flight past which nginx answers 503 at once
     worker_processes: str = "auto"
     temp_dir: Path | None = None  # request bodies over 1 MiB spill here; default run_dir/tmp
 
@@ -57,6 +59,7 @@ class NginxSettings:
             "PROXY_READ_TIMEOUT": self.proxy_read_timeout,
             "RATE_LIMIT": self.rate_limit,
             "RATE_BURST": str(self.rate_burst),
+            "MAX_INFLIGHT": str(self.max_inflight),
         }
 
 

@@ -23,6 +23,7 @@ CLIENT_MAX_BODY_SIZE: {{ $c.clientMaxBodySize | quote }}
 PROXY_READ_TIMEOUT: "{{ $c.proxyReadTimeoutSeconds }}s"
 RATE_LIMIT: {{ $c.rateLimit | quote }}
 RATE_BURST: {{ $c.rateBurst | quote }}
+MAX_INFLIGHT: {{ $c.maxInflight | quote }}
 {{- end }}
 
 {{/* nginx.conf: the shared template with every placeholder replaced; a leftover one is an error. */}}
