@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import overload
 from bench.runner import Results
 
 
@@ -23,6 +24,10 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:,.{digits}f}"
+
+
+def _ms(seconds: float | None) -> str:
+    return _fmt(None if seconds is None else seconds * 1000, 1)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -82,6 +87,9 @@ def checks(results: Results) -> list[Check]:
             f"overload, {o.model} c={o.concurrency}: only 503s, served p99 <= budget + one batch", ok,
             f"statuses {dict(sorted(o.result.statuses.items()))}, socket errors {o.result.socket_errors}, "
             f"served p99 {p99:.0f} ms vs {o.budget_ms:.0f} + {batch_ms:.0f} ms"))
+    if results.stack_overload:
+        out += [Check(f"stack at 2x capacity: {p.name}", p.met, p.detail)
+                for p in overload.promises(results.stack_overload)]
     return out
 
 
@@ -136,7 +144,7 @@ def markdown(results: Results, plot_name: str | None) -> str:
     if results.skipped:
         lines += ["Not measured:", ""] + [f"- {results.titles[k]}: {why}" for k, why in results.skipped.items()]
         lines.append("")
-    if results.overloads:
+    if results.overloads or results.stack_overload:
         lines += ["## Overload", ""]
         for o in results.overloads:
             lines += [f"{results.titles[o.target]}, {o.model}, {o.concurrency} connections for "
@@ -145,6 +153,14 @@ def markdown(results: Results, plot_name: str | None) -> str:
                       f"p50 {o.result.p50_ms:.1f} ms of all answers; p99 of the served ones "
                       f"{o.served_p99_ms:.0f} ms; admission budget {o.budget_ms:.0f} ms; mean batch "
                       f"{_fmt(o.batch.mean_batch)} rows taking {_fmt(o.batch.mean_call_ms)} ms.", ""]
+    if results.stack_overload:
+        s = results.stack_overload
+        lines += [f"{results.titles['stack']}, open loop at twice the capacity measured just before "
+                  f"({s['capacity']:,.0f} req/s, closed loop at the stack's in-flight cap) for {s['seconds']:g} s: "
+                  f"sent {s['sent_rate']:,.0f}/s, served {s['served_rate']:,.0f}/s, shed {s['shed_rate']:,.0f}/s, "
+                  f"statuses {s['statuses']}; from the send, served p50/p99 "
+                  f"{_ms(s['served_service_p50'])}/{_ms(s['served_service_p99'])} ms, shed p50/p99 "
+                  f"{_ms(s['shed_service_p50'])}/{_ms(s['shed_service_p99'])} ms (the promises: Targets).", ""]
     lines += ["## Targets", ""]
     for check in checks(results):
         mark = {True: "met", False: "**not met**", None: "not measured"}[check.met]

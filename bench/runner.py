@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import cpu, loadgen, scrape, workload
+from bench import cpu, loadgen, overload, scrape, workload
 from bench.models import MODELS, BenchModel
 from bench.targets import TARGETS, Running, Start, Target, compare_target, settle
 from bench.workload import TFS, Request
@@ -43,6 +43,7 @@ class Plan:
     overload_concurrency: int = 256
     overload_seconds: float = 5.0
     overload_model: str = "cnn"
+    stack_overload_seconds: float = 20.0  # twice the stack's capacity, open loop (bench.overload)
     wrk_cpus: str | None = None  # e.g. "1": pin wrk to a CPU with taskset
     compare_to: Path | None = None  # another checkout: its inference service joins the run
     workers: int | None = None  # worker processes of every server; None: each one's default
@@ -112,6 +113,7 @@ class Results:
     skipped: dict[str, str] = field(default_factory=dict)  # target -> why
     titles: dict[str, str] = field(default_factory=dict)  # target key -> title, in run order
     overloads: list[Overload] = field(default_factory=list)  # inference first, then --compare-to
+    stack_overload: dict | None = None  # bench.overload's summary of the stack at 2x capacity
     seconds: float = 0.0
     load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
 
@@ -235,6 +237,16 @@ def _overload(plan: Plan, key: str, inference: Running, request: Request) -> Ove
                     measured.batch, load_settings().queue_budget_ms)
 
 
+def _stack_overload(plan: Plan, stack: Running, request: Request) -> dict | None:
+    if not stack.concurrency:
+        log("stack overload: skipped, the stack's in-flight cap is unknown (BENCH_STACK_URL)")
+        return None
+    log(f"stack overload: capacity at c={stack.concurrency}, then twice it for {plan.stack_overload_seconds:g} s")
+    return overload.run(stack.url, request.body, '"predictions"', concurrency=stack.concurrency,
+                        replicas=stack.metrics_urls, seconds=plan.stack_overload_seconds,
+                        calibration_seconds=min(8.0, plan.stack_overload_seconds), path=request.path)
+
+
 def _for(target: Target, requests: dict[str, dict[str, Request]]) -> dict[str, Request]:
     """The requests ``target`` is measured with: its protocol, its models."""
     chosen = requests[target.protocol]
@@ -267,6 +279,8 @@ def run(plan: Plan) -> Results:
         if plan.overload_seconds and plan.overload_model in requests[TFS]:
             results.overloads = [_overload(plan, key, running[key], requests[TFS][plan.overload_model])
                                  for key in ("inference", "compare") if key in running]
+        if plan.stack_overload_seconds and "stack" in running:
+            results.stack_overload = _stack_overload(plan, running["stack"], requests[TFS]["digits"])
     results.seconds = time.monotonic() - started
     results.load_average = (load_before, os.getloadavg()[0])
     return results

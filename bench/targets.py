@@ -40,6 +40,7 @@ class Running:
     url: str
     metrics_urls: list[str] = field(default_factory=list)  # where modelserver_batch_size lives
     pid: int | None = None  # the server's root process, for its CPU time; None if not ours
+    concurrency: int | None = None  # requests it takes at once before refusing (the stack's nginx cap)
 
 
 @dataclass(frozen=True)
@@ -154,9 +155,9 @@ def _stack(s: Start) -> Iterator[Running]:
         deadline = time.monotonic() + 30
         while not metrics and not state.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not metrics and state.exists():
-            metrics = json.loads(state.read_text()).get("inference", [])
-        running.metrics_urls = metrics
+        facts = json.loads(state.read_text()) if state.exists() else {}
+        running.metrics_urls = metrics or facts.get("inference", [])
+        running.concurrency = facts.get("max_inflight")
         yield running
 
 

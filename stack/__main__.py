@@ -50,6 +50,8 @@ def find_nginx() -> str:
 
 
 def model_names(root: Path) -> list[str]:
+    if not root.is_dir():
+        sys.exit(f"no model directory at {root}: `make model` trains the default one")
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from services.common import jsoncodec, requestid
+from services.common import jsoncodec, naturals, requestid
 
 @dataclass(frozen=True, slots=True)
 class Head:
@@ -55,10 +55,10 @@ def parse_head(buffer: bytes | bytearray) -> Head | None:
         fields[name.strip().lower()] = value.strip()
     if "transfer-encoding" in fields or "expect" in fields:
         return None
-    length = fields.get("content-length", "0")
-    if not (length.isascii() and length.isdigit() and len(length) <= 12):
+    length = naturals.parse(fields.get("content-length", "0"))
+    if length is None:
         return None
-    size = end + 4 + int(length)
+    size = end + 4 + length
     if size != len(buffer):
         return None  # body incomplete, or more than one request: the normal path
     connection = fields.get("connection", "").lower()

@@ -41,6 +41,8 @@ def test_report_and_plot_are_written(quick):
         assert fragment in text
     assert "| (3) via the gateway | digits | 1 |" in text and "| (4) nginx → gateway → inference | digits | 8 |" in text
     assert not results.skipped, results.skipped
+    # The stack's overload run (bench.overload, as tests/overload) ran and its promises are listed.
+    assert "open loop at twice the capacity" in text and "- stack at 2x capacity: served >= 0.8x capacity:" in text
 
 
 def test_numbers_are_sane(quick):
