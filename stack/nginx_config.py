@@ -20,7 +20,6 @@ PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 PLACEHOLDERS = (
     "WORKER_PROCESSES", "PID_FILE", "ERROR_LOG", "ACCESS_LOG", "TEMP_DIR", "LISTEN",
     "UPSTREAM_SERVERS", "CLIENT_MAX_BODY_SIZE", "PROXY_READ_TIMEOUT", "RATE_LIMIT", "RATE_BURST",
-    "MAX_INFLIGHT",
 )
 
 
@@ -35,7 +34,7 @@ class NginxSettings:
     proxy_read_timeout: str = "60s"
     rate_limit: str = "2000r/s"
     rate_burst: int = 4000
-    max_inflight: int = 512  # requests in flight past which nginx answers 503 at once
+    max_inflight: int = 512  # requests at the gateway past which nginx answers 503 at once
     worker_processes: str = "auto"
     temp_dir: Path | None = None  # request bodies over 1 MiB spill here; default run_dir/tmp
 
@@ -46,7 +45,10 @@ class NginxSettings:
     def values(self) -> dict[str, str]:
         # max_fails=0, as in the chart: a gateway listed twice must never be marked down by a
         # worker dying under a request ("no live upstreams" answered 481 requests with 502).
-        servers = "\n        ".join(f"server {address} max_fails=0;" for address in self.upstreams)
+        # max_conns: the entries share max_inflight (the template's upstream block says why).
+        per_entry = -(-self.max_inflight // len(self.upstreams))
+        servers = "\n        ".join(f"server {address} max_fails=0 max_conns={per_entry};"
+                                     for address in self.upstreams)
         return {
             "WORKER_PROCESSES": self.worker_processes,
             "PID_FILE": str(self.run_dir / "nginx.pid"),
@@ -59,7 +61,6 @@ class NginxSettings:
             "PROXY_READ_TIMEOUT": self.proxy_read_timeout,
             "RATE_LIMIT": self.rate_limit,
             "RATE_BURST": str(self.rate_burst),
-            "MAX_INFLIGHT": str(self.max_inflight),
         }
 
 

@@ -104,8 +104,11 @@ class Admission:
         self.budget = budget
         self.sheddable = sheddable  # (method, path) -> may this request be refused for load?
         self.on_refused = on_refused  # metrics and the access log line
-        self.limit = float(threads)
         self._ceiling = 4.0 * threads  # room for a queue while answers are fast
+        # It starts there, and comes down on evidence: starting at the thread count refused a
+        # fresh worker's first burst, and even a sequential client whose previous request's
+        # thread had answered but not yet finished.
+        self.limit = self._ceiling
         self._what = what  # "gateway", "inference": named in the message
         self._window: list[float] = []
         self._reached = False  # the limit refused something since the last adjustment

@@ -7,11 +7,12 @@ will most likely reach another pod. nginx tries each entry at most once per requ
 gateway worker killed under load leaves dead keep-alive connections that a retry can meet too:
 with two entries 1 request in 600 still failed (docs/architecture.md, "Faults").
 max_fails=0 because one address stands for all gateway pods: a failure of one pod must not
-mark the whole Service down.
+mark the whole Service down. max_conns shares nginx.maxInflight between the four entries.
 */}}
 {{- define "modelserver.nginxPlaceholders" -}}
 {{- $c := .Values.nginx }}
-{{- $upstream := printf "server %s:%v max_fails=0;" (include "modelserver.componentName" (list . "gateway")) .Values.gateway.service.port }}
+{{- $perEntry := div (add (int $c.maxInflight) 3) 4 }}
+{{- $upstream := printf "server %s:%v max_fails=0 max_conns=%d;" (include "modelserver.componentName" (list . "gateway")) .Values.gateway.service.port $perEntry }}
 WORKER_PROCESSES: {{ $c.workerProcesses | quote }}
 PID_FILE: /tmp/nginx.pid
 ERROR_LOG: stderr
@@ -23,7 +24,6 @@ CLIENT_MAX_BODY_SIZE: {{ $c.clientMaxBodySize | quote }}
 PROXY_READ_TIMEOUT: "{{ $c.proxyReadTimeoutSeconds }}s"
 RATE_LIMIT: {{ $c.rateLimit | quote }}
 RATE_BURST: {{ $c.rateBurst | quote }}
-MAX_INFLIGHT: {{ $c.maxInflight | quote }}
 {{- end }}
 
 {{/* nginx.conf: the shared template with every placeholder replaced; a leftover one is an error. */}}

@@ -203,21 +203,23 @@ def test_other_errors_pass_through_untouched_and_are_not_retried(doubles):
 
 
 def test_a_full_gateway_refuses_at_once_while_its_threads_are_busy(tmp_path):
-    """Two threads, both held by a slow replica: the worker is at its limit (it starts at its
-    thread count), so the next model call gets its 503 from the worker's event loop in
-    milliseconds (no thread was free to take it), on a connection that stays usable; health
-    is never refused."""
+    """One thread, held by a slow replica, and three requests queued for it: the worker is at
+    its limit (it starts at 4 x its threads), so the next model call gets its 503 from the
+    worker's event loop in milliseconds (no thread was free to take it), on a connection that
+    stays usable; health is never refused."""
     slow = Upstream(delay=0.4)
     routes = write_routes(tmp_path / "routes.yaml", {"digits": {"backends": [slow.address]}})
     gateway, url = start_gateway(routes, tmp_path / "gateway.log", env={
-        "GATEWAY_WORKERS": "1", "GATEWAY_THREADS": "2", "GATEWAY_QUEUE_BUDGET_MS": "500"})
+        "GATEWAY_WORKERS": "1", "GATEWAY_THREADS": "1", "GATEWAY_QUEUE_BUDGET_MS": "5000"})
     try:
         assert infer(url, requests.Session()).status_code == 200
+        time.sleep(0.2)  # its thread finishes up after the answer went out; until then it counts
         before = slow.model_calls()
-        with ThreadPoolExecutor(2) as pool:
-            held = [pool.submit(infer, url, requests.Session()) for _ in range(2)]
-            wait_for(lambda: slow.model_calls() == before + 2)
-            assert slow.model_calls() == before + 2, "the two slow calls never reached the replica"
+        with ThreadPoolExecutor(4) as pool:
+            held = [pool.submit(infer, url, requests.Session()) for _ in range(4)]
+            wait_for(lambda: slow.model_calls() == before + 1)
+            assert slow.model_calls() == before + 1, "the slow call never reached the replica"
+            time.sleep(0.1)  # the other three are read and queued for the thread
             connection = http.client.HTTPConnection(address(url), timeout=10)
             started = time.monotonic()
             connection.request("POST", "/v2/models/digits/infer", body=json.dumps(V2_BODY),
@@ -227,12 +229,12 @@ def test_a_full_gateway_refuses_at_once_while_its_threads_are_busy(tmp_path):
             body = json.loads(refused.read())
             assert refused.status == 503 and refused.getheader("Retry-After") == "1", body
             assert refused.getheader("X-Request-ID") == "door-1"
-            assert "holds 2 requests, its limit for answers within the 500 ms budget" in body["error"]
-            assert took < 0.1, f"refused after {took * 1000:.0f} ms; both threads were busy for 400"
+            assert "holds 4 requests, its limit for answers within the 5000 ms budget" in body["error"]
+            assert took < 0.1, f"refused after {took * 1000:.0f} ms; the thread was busy for 400"
             connection.request("GET", "/readyz")  # same connection; health waits, never refused
             assert connection.getresponse().status == 200
-            assert [f.result().status_code for f in held] == [200, 200]
-        assert slow.model_calls() == before + 2  # the refused call never reached the replica
+            assert [f.result().status_code for f in held] == [200] * 4
+        assert slow.model_calls() == before + 4  # the refused call never reached the replica
         assert gateway_metric(url, 'modelserver_gateway_rejections_total{reason="overloaded"}') == 1
         assert gateway_metric(url, 'modelserver_gateway_requests_total{backend="none",model="digits",status="503"}') == 1
         assert '"request_id":"door-1"' in gateway.log_tail(200)  # an access line like any other
