@@ -88,9 +88,21 @@ class Cluster:
         self.apps.patch_namespaced_deployment(name, NAMESPACE, patch)
         return name
 
+    def wait_replaced(self, deployment_name: str, old_pods: set[str], timeout: float = 600) -> None:
+        """The rollout done and every old pod gone: the last one is still in its preStop pause
+        and drain when the Deployment reports the rollout complete, and its stop (nginx: SIGQUIT
+        after the pause) is the moment a client could lose a request."""
+        self.wait_rolled_out(deployment_name, timeout)
+        for name in old_pods:
+            self.wait_pod_gone(name, timeout)
+
     def wait_pod_gone(self, name: str, timeout: float = 300) -> None:
+        listed = self.core.list_namespaced_pod(NAMESPACE, field_selector=f"metadata.name={name}")
+        if not listed.items:
+            return
         stream = self._watch().stream(self.core.list_namespaced_pod, NAMESPACE,
-                                      field_selector=f"metadata.name={name}", timeout_seconds=int(timeout))
+                                      field_selector=f"metadata.name={name}", timeout_seconds=int(timeout),
+                                      resource_version=listed.metadata.resource_version)
         for event in stream:
             if event["type"] == "DELETED":
                 return
@@ -135,7 +147,7 @@ def test_a_rolling_model_upgrade_under_load_fails_no_request(cluster):
         # produces; an annotation makes the same rollout without needing a second image.
         patch = {"spec": {"template": {"metadata": {"annotations": {"e2e.modelserver.dev/rollout": str(time.time())}}}}}
         cluster.apps.patch_namespaced_deployment(name, NAMESPACE, patch)
-        cluster.wait_rolled_out(name)
+        cluster.wait_replaced(name, old_pods)
         load.wait_for(load.result.total + 50)  # and traffic keeps flowing after it
     assert_no_failures(load, f"rollout of {name}")
     assert not old_pods & {pod.metadata.name for pod in cluster.pods(cluster.deployment(f"inference-{MODEL}"))}
@@ -173,7 +185,7 @@ def test_a_rollout_restart_under_load_fails_no_request(cluster, component):
     old = {p.metadata.name for p in cluster.pods(cluster.deployment(component))}
     with Load(predict, concurrency=KEEPALIVE_CLIENTS, max_seconds=800) as load:
         load.wait_for(50)
-        cluster.wait_rolled_out(cluster.restart(component))
+        cluster.wait_replaced(cluster.restart(component), old)
         load.wait_for(load.result.total + 50)
     assert_no_failures(load, f"{component} rollout restart")
     assert not old & {p.metadata.name for p in cluster.pods(cluster.deployment(component))}
