@@ -68,7 +68,8 @@ def test_a_gateway_that_announces_its_drain_tells_every_client_to_reconnect(tmp_
         first = infer(url, requests.Session())
         assert first.status_code == 200 and first.headers.get("Connection") != "close"
         drain_file.touch()
-        wait_for(lambda: requests.get(f"{url}/readyz", timeout=5).status_code == 503, 3)
+        # each of the two workers looks at the file for itself (at most every 0.1 s)
+        wait_for(lambda: all(requests.get(f"{url}/readyz", timeout=5).status_code == 503 for _ in range(6)), 3)
         assert requests.get(f"{url}/readyz", timeout=5).json()["status"] == "draining"
         # every worker sees the file within a turn of its loop (at most a second)
         wait_for(lambda: all(infer(url, requests.Session()).headers.get("Connection") == "close"
