@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The image's entrypoint: `inference` (the default) or `gateway` starts that service's Gunicorn,
-# anything else runs as given (e.g. `python -c ...`). `exec` makes Gunicorn the container's
+# `drain FILE SECONDS` is the pods' preStop hook, anything else runs as given (e.g.
+# `python -c ...`). `exec` makes Gunicorn the container's
 # main process, so `docker stop` / Kubernetes' SIGTERM reaches it and it drains cleanly.
 set -euo pipefail
 
@@ -21,6 +22,19 @@ case "${1:-inference}" in
         fi
         shift || true
         exec gunicorn -c "$config" "$@"
+        ;;
+    drain)
+        # `drain FILE SECONDS`: Kubernetes' preStop hook (the chart's). Announce the drain to
+        # the running service by creating FILE (its INFERENCE_/GATEWAY_DRAIN_FILE: /readyz then
+        # answers 503 and every response carries Connection: close, while it keeps serving),
+        # then pause SECONDS before the kubelet sends SIGTERM. An exec handler: every Kubernetes
+        # version runs it (the native sleep action needs 1.30), and it only writes to /tmp.
+        if [ $# -ne 3 ]; then
+            echo "usage: drain FILE SECONDS" >&2
+            exit 64
+        fi
+        : > "$2"
+        exec sleep "$3"
         ;;
     *)
         exec "$@"

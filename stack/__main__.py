@@ -96,7 +96,10 @@ def build(args: argparse.Namespace) -> tuple[Supervisor, dict]:
     services.append(Service(
         name="gateway",
         argv=[str(BIN / "gunicorn"), "-c", str(REPO / "services/gateway/gunicorn.conf.py")],
-        env={"GATEWAY_BIND": f"127.0.0.1:{gateway_port}", "GATEWAY_ROUTES_FILE": str(routes_file)},
+        # One access log line per request: nginx's (logs/nginx-access.log). GATEWAY_ACCESS_LOG=1
+        # in the environment adds the gateway's own, with model, version and replica.
+        env={"GATEWAY_BIND": f"127.0.0.1:{gateway_port}", "GATEWAY_ROUTES_FILE": str(routes_file),
+             "GATEWAY_ACCESS_LOG": os.environ.get("GATEWAY_ACCESS_LOG", "0")},
         ready=lambda: answers_ok(f"{gateway_url}/readyz"),
         log_path=logs / "gateway.log",
     ))
@@ -188,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  curl -s -d @examples/digit-0.json {state['url']}/v1/models/digits:predict\n"
             f"  curl -s -H 'Content-Type: application/json' -d @examples/digit-0-v2.json "
             f"{state['url']}/v2/models/digits/infer\n"
+            f"  Prometheus metrics (not served through nginx): {state['gateway']}/metrics, "
+            + ", ".join(f"{replica}/metrics" for replica in state["inference"]) + "\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )

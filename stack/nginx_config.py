@@ -20,6 +20,7 @@ PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 PLACEHOLDERS = (
     "WORKER_PROCESSES", "PID_FILE", "ERROR_LOG", "ACCESS_LOG", "TEMP_DIR", "LISTEN",
     "UPSTREAM_SERVERS", "CLIENT_MAX_BODY_SIZE", "PROXY_READ_TIMEOUT", "RATE_LIMIT", "RATE_BURST",
+    "CLIENT_KEEPALIVE_TIME",
 )
 
 
@@ -36,6 +37,9 @@ class NginxSettings:
     rate_burst: int = 4000
     max_inflight: int = 512  # requests at the gateway past which nginx answers 503 at once
     worker_processes: str = "auto"
+    # Longest life of a client keep-alive connection; nginx's own default locally, where no
+    # pod stops under a client (the chart derives it from its preStop pause).
+    client_keepalive_time: str = "1h"
     temp_dir: Path | None = None  # request bodies over 1 MiB spill here; default run_dir/tmp
 
     @property
@@ -61,6 +65,7 @@ class NginxSettings:
             "PROXY_READ_TIMEOUT": self.proxy_read_timeout,
             "RATE_LIMIT": self.rate_limit,
             "RATE_BURST": str(self.rate_burst),
+            "CLIENT_KEEPALIVE_TIME": self.client_keepalive_time,
         }
 
 

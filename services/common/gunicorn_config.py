@@ -13,6 +13,7 @@ class ServerSettings(Protocol):
     graceful_timeout: int
     keepalive: int
     log_level: str
+    drain_file: str
 
 
 def common(settings: ServerSettings, *, app: str, name: str) -> dict[str, Any]:

@@ -56,4 +56,6 @@ def metrics_response() -> Response:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: Flask appends "; charset=utf-8" to a text/* mimetype, and
+    # CONTENT_TYPE_LATEST carries its charset already (scrapers saw it twice).
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

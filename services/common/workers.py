@@ -5,7 +5,9 @@ the worker had not picked up yet (the listen backlog, or sockets waiting in its 
 closed unanswered -- a client sees a reset for a request it sent before the stop (gunicorn
 issue #3397). This worker drains first:
 
-1. it reports "not ready" and answers from now on with ``Connection: close``;
+1. it reports "not ready" and answers from now on with ``Connection: close`` (on Kubernetes it
+   already does so from the start of the preStop pause, announced by a file:
+   ``lifecycle.is_draining``);
 2. it takes every connection pending in the listen backlog, then stops listening (the other
    workers, or the new ones after a SIGHUP, take what arrives later);
 3. it serves what it holds: requests in flight, and idle keep-alive connections, each of which
@@ -183,6 +185,10 @@ class DrainingThreadWorker(BufferedRequests, ThreadWorker):  # buffering: slow c
 
     def murder_keepalived(self) -> None:  # called once per turn of the worker's loop
         if self._drain_until is None:
+            if self.cfg.keepalive and lifecycle.is_draining():
+                # The pod's preStop hook announced the drain: keep serving, but every response
+                # from now on says Connection: close, so clients reconnect to another pod.
+                self.cfg.set("keepalive", 0)
             super().murder_keepalived()
             BOARD.publish(self.age, self.nr_conns)
         else:

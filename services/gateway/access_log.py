@@ -7,6 +7,11 @@ import logging
 log = logging.getLogger("modelserver.gateway.access")
 
 
+def enable(on: bool) -> None:
+    """``GATEWAY_ACCESS_LOG``: off, no line is formatted at all (behind nginx, which logs too)."""
+    log.setLevel(logging.NOTSET if on else logging.WARNING)
+
+
 def write(
     *, request_id: str, method: str, path: str, model: str, version: str, status: int,
     duration: float, backend: str, retried: str, caller: str, health: bool = False,

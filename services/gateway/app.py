@@ -6,10 +6,10 @@ import logging
 
 from flask import Flask
 
-from services.common import frontdoor, logs
+from services.common import frontdoor, lifecycle, logs
 from services.common.errors import register_error_handlers
 from services.common.openapi import docs_blueprint
-from services.gateway import openapi, periodic, routes
+from services.gateway import access_log, openapi, periodic, routes
 from services.gateway.auth import Authenticator
 from services.gateway.config import GatewaySettings, load_settings
 from services.gateway.health import Prober
@@ -28,6 +28,8 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     once so the first request already knows which are up, then start the background chores."""
     settings = settings or load_settings()
     logs.configure(settings.log_level)
+    lifecycle.watch_drain_file(settings.drain_file)
+    access_log.enable(settings.access_log)
     m = metrics()
 
     prober = Prober(timeout=min(1.0, settings.health_interval * 2))

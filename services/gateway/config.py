@@ -78,6 +78,15 @@ class GatewaySettings:
         1.0, "Seconds between checks of the routes and key files for changes; 0 = only SIGHUP.",
         minimum=0.0,
     )
+    drain_file: str = setting(
+        "", "File whose appearance means this pod is about to stop: from then on `/readyz` answers 503 "
+        "and every response carries `Connection: close`, while requests are still served. The "
+        "chart's preStop hook creates it; removed at start; empty = off."
+    )
+    access_log: bool = setting(
+        True, "One JSON line per request on the log (model, version, backend, retry, caller). "
+        "Behind nginx, which logs every request too, the chart and `make run` turn it off."
+    )
     log_level: str = setting("info", "Log level: debug, info, warning, error.")
 
     @property

@@ -23,7 +23,7 @@ def build(router: Router, forwarder: Forwarder) -> Blueprint:
 
     def readiness() -> tuple[bool, str, dict[str, dict[str, int]]]:
         ready, models = router.readiness()
-        if lifecycle.draining.is_set():
+        if lifecycle.is_draining():
             return False, "draining", models
         if not models:
             return False, "no models routed", models

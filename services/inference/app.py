@@ -6,7 +6,7 @@ import logging
 
 from flask import Flask
 
-from services.common import frontdoor, logs
+from services.common import frontdoor, lifecycle, logs
 from services.common.errors import register_error_handlers
 from services.common.openapi import docs_blueprint
 from services.inference import heap, openapi, routes
@@ -23,6 +23,7 @@ def create_app(settings: InferenceSettings | None = None) -> Flask:
     """Load every model (synchronously: a worker takes no request before its models are warm)."""
     settings = settings or load_settings()
     logs.configure(settings.log_level)
+    lifecycle.watch_drain_file(settings.drain_file)
     configure_tensorflow(settings.tf_intra_op_threads())
     m = metrics()
 

@@ -79,6 +79,11 @@ class InferenceSettings:
     allow_nonfinite: bool = setting(
         False, "Accept NaN/Infinity in inputs (TF Serving's JSON tokens); off: 400."
     )
+    drain_file: str = setting(
+        "", "File whose appearance means this pod is about to stop: from then on `/readyz` answers 503 "
+        "and every response carries `Connection: close`, while requests are still served. The "
+        "chart's preStop hook creates it; removed at start; empty = off."
+    )
     log_level: str = setting("info", "Log level: debug, info, warning, error.")
 
     @property

@@ -1,10 +1,17 @@
 """Gunicorn settings for the inference service, all taken from InferenceSettings."""
 
+from services.common import gunicorn_hooks, lifecycle
 from services.common.gunicorn_config import common
-from services.common.gunicorn_hooks import child_exit, on_starting  # noqa: F401
+from services.common.gunicorn_hooks import child_exit  # noqa: F401
 from services.inference.config import load_settings
 
+_settings = load_settings()
 # gthread: a thread per in-flight request is what lets concurrent requests meet in one batch,
 # and unlike sync workers it honours keep-alive behind nginx.
-globals().update(common(load_settings(), app="services.inference.app:create_app()",
+globals().update(common(_settings, app="services.inference.app:create_app()",
                         name="modelserver-inference"))
+
+
+def on_starting(server: object) -> None:
+    gunicorn_hooks.on_starting(server)
+    lifecycle.forget_drain_file(_settings.drain_file)

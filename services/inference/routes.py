@@ -130,7 +130,7 @@ def build(
     # -- health and metrics --------------------------------------------------------------------
 
     def readiness() -> tuple[bool, str]:
-        if lifecycle.draining.is_set():
+        if lifecycle.is_draining():
             return False, "draining"
         if store.ready():
             return True, "ready"

@@ -1,10 +1,18 @@
+import http.client
+import json
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 
 from stack import nginx_config
 from stack.nginx_config import PLACEHOLDERS, NginxSettings
+from tests.support.servers import Process, free_port, wait_until_ready
+from tests.support.upstreams import Upstream
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if shutil.os.path.exists("/usr/sbin/nginx") else None)
 
 
 def test_the_template_uses_exactly_the_declared_placeholders():
@@ -28,3 +36,37 @@ def test_nginx_accepts_the_rendered_config(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "server 127.0.0.1:18001" in path.read_text()
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx not installed")
+def test_nginx_recycles_old_client_connections_and_keeps_metrics_private(tmp_path):
+    """What the template does for a pod that stops: a client's keep-alive connection older
+    than keepalive_time gets `Connection: close` with its next answer (so it reconnects, to a
+    live pod); and /metrics is answered by nginx itself, never proxied to the gateway."""
+    upstream = Upstream()
+    port = free_port()
+    settings = NginxSettings(f"127.0.0.1:{port}", [upstream.address], tmp_path, client_keepalive_time="1s")
+    conf = nginx_config.write(settings)
+    nginx = Process([NGINX, "-e", "stderr", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"], {},
+                    tmp_path / "nginx.log")
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/nginx-healthz", nginx, timeout=30)
+        client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+        def call(method, path):
+            client.request(method, path, body=b"{}" if method == "POST" else None)
+            response = client.getresponse()
+            return response, response.read()
+
+        response, body = call("GET", "/metrics")
+        assert response.status == 404 and json.loads(body) == {"error": "no such path"}
+        assert upstream.seen == []
+        response, _ = call("POST", "/v1/models/digits:predict")
+        assert response.status == 200 and response.getheader("Connection") != "close"
+        time.sleep(1.3)
+        response, _ = call("POST", "/v1/models/digits:predict")  # same connection, now older than 1 s
+        assert response.status == 200 and response.getheader("Connection") == "close"
+        assert [path for _, path, _ in upstream.seen] == ["/v1/models/digits:predict"] * 2
+    finally:
+        nginx.stop(signal.SIGQUIT)
+        upstream.close()

@@ -88,6 +88,71 @@ def test_rollouts_never_lower_capacity(case):
         assert deployment["spec"]["minReadySeconds"] >= 1
 
 
+ENTRYPOINT = "/usr/local/lib/modelserver/entrypoint.sh"  # Dockerfile.inference's ENTRYPOINT
+
+
+def pre_stop_pause(container):
+    """Seconds the container's preStop hook pauses, checking the hook's form on the way."""
+    pre_stop = container["lifecycle"]["preStop"]
+    if container["name"] in DRAIN_ENV:  # the image's drain command: announce, then pause
+        command = pre_stop["exec"]["command"]
+        assert command[:2] == [ENTRYPOINT, "drain"] and len(command) == 4, command
+        return int(command[3])
+    if "sleep" in pre_stop:
+        return pre_stop["sleep"]["seconds"]
+    command = pre_stop["exec"]["command"]
+    assert command[0] == "/bin/sleep", command  # exec form: no shell, the image's sleep
+    return int(command[1])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_inference_and_gateway_announce_their_drain_at_the_start_of_the_pause(case):
+    """The preStop hook creates the file the service watches (its *_DRAIN_FILE setting), on the
+    /tmp emptyDir both share; the service then leaves rotation while still serving."""
+    announced = set()
+    for deployment, container in chart.workloads(chart.docs(case)):
+        if container["name"] not in DRAIN_ENV:
+            continue
+        drain_file = container["lifecycle"]["preStop"]["exec"]["command"][2]
+        prefix = DRAIN_ENV[container["name"]].split("_")[0]
+        assert chart.env(container)[f"{prefix}_DRAIN_FILE"] == drain_file
+        (tmp,) = [m for m in container["volumeMounts"] if drain_file.startswith(m["mountPath"] + "/")]
+        assert tmp["mountPath"] == "/tmp" and not tmp.get("readOnly")
+        assert pre_stop_pause(container) == chart.values(case).get("preStop", {}).get("seconds", 10)
+        announced.add(container["name"])
+    assert announced == set(DRAIN_ENV)
+
+
+def test_the_image_entrypoint_has_the_drain_command(tmp_path):
+    """The command the chart's hook runs exists in the image and does what the hook needs."""
+    import subprocess
+    import time
+
+    entrypoint = chart.REPO / "docker/entrypoint.sh"
+    assert f'"{ENTRYPOINT}"]' in (chart.REPO / "Dockerfile.inference").read_text()
+    started = time.monotonic()
+    result = subprocess.run([str(entrypoint), "drain", str(tmp_path / "draining"), "1"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "draining").exists() and time.monotonic() - started >= 1
+    assert subprocess.run([str(entrypoint), "drain", "x"], capture_output=True, timeout=30).returncode == 64
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_one_access_log_line_per_request_by_default(case):
+    """nginx logs every request; the gateway's own line is on demand (gateway.accessLog)."""
+    values = chart.values(case)
+    documents = chart.docs(case)
+    (gateway,) = [c for _, c in chart.workloads(documents) if c["name"] == "gateway"]
+    conf = chart.nginx_conf(documents)
+    nginx_logs = "access_log /dev/stdout json;" in conf
+    gateway_logs = chart.env(gateway)["GATEWAY_ACCESS_LOG"] == "true"
+    assert nginx_logs == values.get("nginx", {}).get("accessLog", True)
+    assert gateway_logs == values.get("gateway", {}).get("accessLog", False)
+    if case == "defaults":
+        assert nginx_logs and not gateway_logs
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_grace_period_covers_the_pause_and_the_drain(case):
     """SIGKILL comes terminationGracePeriodSeconds after the pod starts terminating, preStop included."""
@@ -95,13 +160,7 @@ def test_grace_period_covers_the_pause_and_the_drain(case):
     upstream_read_timeout = int(re.search(r"proxy_read_timeout (\d+)s;", chart.nginx_conf(documents))[1])
     for deployment, container in chart.workloads(documents):
         pod = deployment["spec"]["template"]["spec"]
-        pre_stop = container["lifecycle"]["preStop"]
-        if "sleep" in pre_stop:
-            pause = pre_stop["sleep"]["seconds"]
-        else:
-            command = pre_stop["exec"]["command"]
-            assert command[0] == "/bin/sleep", command  # exec form: no shell, the image's sleep
-            pause = int(command[1])
+        pause = pre_stop_pause(container)
         assert pause >= 5
         if container["name"] in DRAIN_ENV:
             drain = int(chart.env(container)[DRAIN_ENV[container["name"]]])
@@ -153,13 +212,15 @@ def test_labels_are_standard_and_selectors_minimal(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_autoscaled_deployments_leave_replicas_to_the_hpa(case):
+def test_autoscaled_deployments_start_at_the_hpa_floor(case):
     documents = chart.docs(case)
-    scaled = {hpa["spec"]["scaleTargetRef"]["name"] for hpa in chart.of_kind(documents, "HorizontalPodAutoscaler")}
+    hpas = {hpa["spec"]["scaleTargetRef"]["name"]: hpa for hpa in chart.of_kind(documents, "HorizontalPodAutoscaler")}
     for deployment in chart.of_kind(documents, "Deployment"):
         name = deployment["metadata"]["name"]
-        # With both, every `helm upgrade` would reset the replica count the HPA chose.
-        assert ("replicas" in deployment["spec"]) != (name in scaled), name
+        if name in hpas:
+            # A first install starts at the HPA's floor (without `replicas`, at 1 until the HPA's
+            # first sync); upgrades keep the live count (a `lookup`, empty when rendered offline).
+            assert deployment["spec"]["replicas"] == hpas[name]["spec"]["minReplicas"], name
     for hpa in chart.of_kind(documents, "HorizontalPodAutoscaler"):
         behavior = hpa["spec"]["behavior"]
         assert behavior["scaleUp"]["stabilizationWindowSeconds"] < behavior["scaleDown"]["stabilizationWindowSeconds"]
@@ -205,3 +266,41 @@ def test_config_changes_roll_exactly_the_pods_that_read_them():
 def test_the_serviceaccount_mounts_no_token(case):
     for account in chart.of_kind(chart.docs(case), "ServiceAccount"):
         assert account["automountServiceAccountToken"] is False
+
+
+def requested(case):
+    """(CPU millis, memory MiB) the release requests at its floor, and during an upgrade that
+    rolls every Deployment at once (maxSurge 1: one extra pod each)."""
+    def mebibytes(quantity):
+        text = str(quantity)
+        return int(text[:-2]) * 1024 if text.endswith("Gi") else int(text[:-2])
+
+    floor, surge = [0, 0], [0, 0]
+    for deployment in chart.of_kind(chart.docs(case), "Deployment"):
+        cpu = sum(chart.cpu_millis(c["resources"]["requests"]["cpu"]) for c in chart.containers(deployment))
+        memory = sum(mebibytes(c["resources"]["requests"]["memory"]) for c in chart.containers(deployment))
+        replicas = deployment["spec"]["replicas"]
+        floor[0] += cpu * replicas
+        floor[1] += memory * replicas
+        surge[0] += cpu
+        surge[1] += memory
+    return floor, [floor[0] + surge[0], floor[1] + surge[1]]
+
+
+def described(requests):
+    cpu, memory = requests
+    return f"{cpu / 1000:g} CPUs and {memory / 1024:.1f} GiB"
+
+
+def test_the_readme_states_what_the_defaults_and_the_small_cluster_values_request():
+    """The minimum cluster the README documents is the one the chart asks for."""
+    readme = " ".join((chart.REPO / "README.md").read_text().split())
+    for case in ("defaults", "small-cluster"):
+        floor, upgrade = requested(case)
+        assert f"{described(floor)}, and {described(upgrade)} while an upgrade" in readme, (case, floor, upgrade)
+    # the small-cluster values fit one 2-CPU, 4 GiB node with room for the cluster's own pods
+    floor, upgrade = requested("small-cluster")
+    assert upgrade[0] <= 1300 and upgrade[1] <= 2048
+    # and they are the README's first Kubernetes example
+    kubernetes = readme.split("## Kubernetes", 1)[1]
+    assert kubernetes.index("-f k8s/small-cluster-values.yaml") < kubernetes.index("helm test")

@@ -70,9 +70,39 @@ class Cluster:
                 break
         raise TimeoutError(f"deployment {name} did not finish rolling out in {timeout}s")
 
+    def ready_pods(self, component: str) -> list:
+        return [p for p in self.pods(self.deployment(component))
+                if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+
+    def metrics(self, pod) -> str:
+        """A pod's /metrics through the API server's pod proxy (nginx does not serve it)."""
+        port = pod.spec.containers[0].ports[0].container_port
+        return self.core.connect_get_namespaced_pod_proxy_with_path(f"{pod.metadata.name}:{port}", NAMESPACE, "metrics")
+
+    def restart(self, component: str) -> str:
+        """What `kubectl rollout restart` does: a new pod template, the same spec otherwise."""
+        name = self.deployment(component).metadata.name
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        patch = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}}
+        self.apps.patch_namespaced_deployment(name, NAMESPACE, patch)
+        return name
+
+    def wait_replaced(self, deployment_name: str, old_pods: set[str], timeout: float = 600) -> None:
+        """The rollout done and every old pod gone: the last one is still in its preStop pause
+        and drain when the Deployment reports the rollout complete, and its stop (nginx: SIGQUIT
+        after the pause) is the moment a client could lose a request."""
+        self.wait_rolled_out(deployment_name, timeout)
+        for name in old_pods:
+            self.wait_pod_gone(name, timeout)
+
     def wait_pod_gone(self, name: str, timeout: float = 300) -> None:
+        listed = self.core.list_namespaced_pod(NAMESPACE, field_selector=f"metadata.name={name}")
+        if not listed.items:
+            return
         stream = self._watch().stream(self.core.list_namespaced_pod, NAMESPACE,
-                                      field_selector=f"metadata.name={name}", timeout_seconds=int(timeout))
+                                      field_selector=f"metadata.name={name}", timeout_seconds=int(timeout),
+                                      resource_version=listed.metadata.resource_version)
         for event in stream:
             if event["type"] == "DELETED":
                 return
@@ -89,9 +119,14 @@ def predict(session: requests.Session) -> requests.Response:
                         headers={"Content-Type": "application/json"}, timeout=30)
 
 
-def assert_no_failures(load: Load) -> None:
+def assert_no_failures(load: Load, event: str = "") -> None:
     result = load.result
     assert result.total > 0
+    if event:  # the figures, for the record (pytest -s shows them)
+        latencies = sorted(result.latencies) or [0.0]
+        print(f"\n{event}: {result.failures} failed of {result.total}; latency p99 "
+              f"{latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; "
+              f"{dict(result.statuses)} {dict(result.errors)}")
     assert result.failures == 0, f"{result.failures} of {result.total} failed: {dict(result.statuses)} {dict(result.errors)}"
 
 
@@ -112,29 +147,78 @@ def test_a_rolling_model_upgrade_under_load_fails_no_request(cluster):
         # produces; an annotation makes the same rollout without needing a second image.
         patch = {"spec": {"template": {"metadata": {"annotations": {"e2e.modelserver.dev/rollout": str(time.time())}}}}}
         cluster.apps.patch_namespaced_deployment(name, NAMESPACE, patch)
-        cluster.wait_rolled_out(name)
+        cluster.wait_replaced(name, old_pods)
         load.wait_for(load.result.total + 50)  # and traffic keeps flowing after it
-    assert_no_failures(load)
+    assert_no_failures(load, f"rollout of {name}")
     assert not old_pods & {pod.metadata.name for pod in cluster.pods(cluster.deployment(f"inference-{MODEL}"))}
 
 
+# Load for the cases below: 8 clients that each keep one connection open (requests.Session),
+# the clients that lost requests when an nginx pod stopped before keepalive_time was derived
+# from the preStop pause.
+KEEPALIVE_CLIENTS = 8
+
+
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("component", [f"inference-{MODEL}", "gateway"])
+@pytest.mark.parametrize("component", [f"inference-{MODEL}", "gateway", "nginx"])
 def test_a_pod_deleted_under_load_fails_no_request(cluster, component):
     """A pod is deleted as a node drain or `kubectl delete pod` would: preStop pause, then drain.
-    (nginx itself is left out: a client holding a keep-alive connection to a stopping nginx can
-    see that connection close, which is the client's retry to make, not the stack's.)"""
+    nginx included: during its pause it answers `Connection: close` to keep-alive connections
+    older than keepalive_time, so none is still open on it when its graceful stop begins."""
     deployment = cluster.deployment(component)
-    ready = [p for p in cluster.pods(deployment) if p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
+    ready = cluster.ready_pods(component)
     assert len(ready) >= 2, "the chart runs at least two replicas"
     victim = ready[0].metadata.name
-    with Load(predict, concurrency=4, max_seconds=500) as load:
+    with Load(predict, concurrency=KEEPALIVE_CLIENTS, max_seconds=500) as load:
         load.wait_for(50)
         cluster.core.delete_namespaced_pod(victim, NAMESPACE)
         cluster.wait_pod_gone(victim)
         cluster.wait_rolled_out(deployment.metadata.name)
         load.wait_for(load.result.total + 50)
-    assert_no_failures(load)
+    assert_no_failures(load, f"{component} pod deleted")
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("component", ["nginx", "gateway"])
+def test_a_rollout_restart_under_load_fails_no_request(cluster, component):
+    """`kubectl rollout restart`: every pod replaced, one at a time, under keep-alive clients."""
+    old = {p.metadata.name for p in cluster.pods(cluster.deployment(component))}
+    with Load(predict, concurrency=KEEPALIVE_CLIENTS, max_seconds=800) as load:
+        load.wait_for(50)
+        cluster.wait_replaced(cluster.restart(component), old)
+        load.wait_for(load.result.total + 50)
+    assert_no_failures(load, f"{component} rollout restart")
+    assert not old & {p.metadata.name for p in cluster.pods(cluster.deployment(component))}
+
+
+@pytest.mark.timeout(600)
+def test_a_deleted_inference_pod_leaves_the_gateways_rotation_within_seconds(cluster):
+    """At the start of its preStop pause the pod announces its drain (readiness 503); the
+    gateway's 1 s probes take it out of rotation while it still serves, even though DNS may go
+    on answering with its address (a default CoreDNS caches 30 s, the pause is 10 s)."""
+    ready = cluster.ready_pods(f"inference-{MODEL}")
+    assert len(ready) >= 2, "the chart runs at least two replicas"
+    victim = ready[0]
+    gateways = cluster.ready_pods("gateway")
+    label = f'modelserver_gateway_requests_total{{backend="{victim.status.pod_ip}:{victim.spec.containers[0].ports[0].container_port}"'
+
+    def sent_to_victim() -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for gateway in gateways
+                   for line in cluster.metrics(gateway).splitlines() if line.startswith(label))
+
+    with Load(predict, concurrency=KEEPALIVE_CLIENTS, max_seconds=500) as load:
+        load.wait_for(200)
+        assert sent_to_victim() > 0, "the gateway never used the pod"
+        cluster.core.delete_namespaced_pod(victim.metadata.name, NAMESPACE)
+        time.sleep(3)  # the kubelet starts the hook, the pod sees its file, the gateway probes
+        settled = sent_to_victim()
+        time.sleep(5)  # still inside the 10 s pause: the pod serves, DNS may still list it
+        late = sent_to_victim() - settled
+        cluster.wait_pod_gone(victim.metadata.name)
+        cluster.wait_rolled_out(cluster.deployment(f"inference-{MODEL}").metadata.name)
+        load.wait_for(load.result.total + 50)
+    assert late == 0, f"the gateway sent {late:.0f} requests to the pod 3-8 s after its deletion"
+    assert_no_failures(load, "inference pod deleted (rotation check)")
 
 
 @pytest.mark.timeout(1200)

@@ -85,6 +85,15 @@ def test_bad_inputs_get_the_services_json_errors_through_nginx(stack, path, kwar
     assert_json_error(requests.post(f"{url}{path}", timeout=30, **kwargs), status)
 
 
+def test_metrics_are_not_public_through_nginx(stack):
+    """Scrapers reach the gateway and inference directly; the entry point answers 404 itself."""
+    url, _ = stack
+    for path in ("/metrics", "/metrics?format=text", "//metrics"):
+        response = requests.get(f"{url}{path}", timeout=10)
+        assert_json_error(response, 404)
+        assert "modelserver_" not in response.text
+
+
 def test_every_replica_takes_traffic(local_stack):
     url, local = local_stack
 

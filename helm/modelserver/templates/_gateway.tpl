@@ -63,6 +63,12 @@ DNS search path, so the same file works in any namespace.
       value: {{ $config.gracefulTimeout | quote }}
     - name: GATEWAY_KEEPALIVE
       value: {{ $config.keepalive | quote }}
+    # Created by the preStop hook: the pod announces its drain (modelserver.preStop).
+    - name: GATEWAY_DRAIN_FILE
+      value: {{ include "modelserver.drainFile" $root }}
+    # nginx logs every request already (nginx.accessLog); this is the gateway's own line.
+    - name: GATEWAY_ACCESS_LOG
+      value: {{ $config.accessLog | quote }}
     {{- with $config.env }}
     {{- include "modelserver.env" . | nindent 4 }}
     {{- end }}
@@ -79,5 +85,5 @@ DNS search path, so the same file works in any namespace.
       mountPath: /etc/modelserver/api-keys
       readOnly: true
     {{- end }}
-  {{- include "modelserver.containerCommon" (dict "root" $root "config" $config "probes" (dict "port" "http" "ready" "/readyz" "live" "/healthz" "timing" $config.probes)) | nindent 2 }}
+  {{- include "modelserver.containerCommon" (dict "root" $root "config" $config "probes" (dict "port" "http" "ready" "/readyz" "live" "/healthz" "timing" $config.probes) "drain" true) | nindent 2 }}
 {{- end }}

@@ -119,19 +119,43 @@ SIGKILL Gunicorn in the middle of draining. Call with (list $ $config $drainSeco
 {{- end }}
 {{- end }}
 
-{{/* The preStop handler: the native sleep action, or /bin/sleep for Kubernetes 1.28-1.29. */}}
+{{/*
+The file whose appearance announces a pod's drain to its service (INFERENCE_DRAIN_FILE,
+GATEWAY_DRAIN_FILE): on the /tmp emptyDir, which the preStop hook and the service share.
+*/}}
+{{- define "modelserver.drainFile" -}}
+/tmp/draining
+{{- end }}
+
+{{/*
+The preStop handler. Call with (dict "root" $ "drain" true|false).
+- drain (inference, gateway): the image's `drain` command creates the drain file, then pauses
+  preStop.seconds. From the file on, the service answers /readyz with 503 and every response
+  with `Connection: close` while it keeps serving: the gateway's 1 s probes take an inference
+  pod out of rotation, and nginx's upstream connections leave a gateway pod, within about a
+  second of the deletion, whatever DNS caches. An exec handler works on every Kubernetes version.
+- nginx: a pause; nginx's keepalive_time (derived from the pause) moves its clients meanwhile.
+  mode "exec" runs /bin/sleep (both the upstream image and a Debian nginx have it; every
+  Kubernetes version), "sleep" the native sleep action (Kubernetes 1.30+, no binary needed).
+*/}}
 {{- define "modelserver.preStop" -}}
-{{- if eq .Values.preStop.mode "exec" -}}
+{{- $root := .root }}
+{{- $seconds := $root.Values.preStop.seconds }}
+{{- if .drain -}}
 preStop:
   exec:
-    command: ["/bin/sleep", "{{ .Values.preStop.seconds }}"]
+    command: ["/usr/local/lib/modelserver/entrypoint.sh", "drain", "{{ include "modelserver.drainFile" $root }}", "{{ $seconds }}"]
+{{- else if eq $root.Values.preStop.mode "exec" -}}
+preStop:
+  exec:
+    command: ["/bin/sleep", "{{ $seconds }}"]
 {{- else -}}
-{{- if semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version }}
-{{- fail (printf "Kubernetes %s has no native preStop sleep action by default: set preStop.mode=exec" .Capabilities.KubeVersion.Version) }}
+{{- if semverCompare "<1.30.0-0" $root.Capabilities.KubeVersion.Version }}
+{{- fail (printf "Kubernetes %s has no native preStop sleep action by default: set preStop.mode=exec" $root.Capabilities.KubeVersion.Version) }}
 {{- end -}}
 preStop:
   sleep:
-    seconds: {{ .Values.preStop.seconds }}
+    seconds: {{ $seconds }}
 {{- end }}
 {{- end }}
 
@@ -195,6 +219,13 @@ metadata:
 spec:
   {{- if not $config.autoscaling.enabled }}
   replicas: {{ $config.replicaCount }}
+  {{- else }}
+  {{- /* With an HPA: minReplicas on the first install (a Deployment without `replicas` starts
+  with 1 until the HPA's first sync), and on upgrades the count the Deployment has now, so that
+  neither a re-render nor Helm's three-way merge (a field dropped from the manifest is deleted,
+  i.e. reset to 1) undoes what the HPA chose. */}}
+  {{- $live := lookup "apps/v1" "Deployment" $root.Release.Namespace $w.name }}
+  replicas: {{ dig "spec" "replicas" $config.autoscaling.minReplicas $live | int }}
   {{- end }}
   revisionHistoryLimit: 5
   minReadySeconds: {{ $config.minReadySeconds }}
@@ -259,7 +290,7 @@ spec:
       {{- end }}
 {{- end }}
 
-{{/* A container's securityContext, resources, probes and preStop pause. Call with (dict "root" $ "config" $config "probes" <dict for modelserver.probes>). */}}
+{{/* A container's securityContext, resources, probes and preStop hook. Call with (dict "root" $ "config" $config "probes" <dict for modelserver.probes> "drain" <bool, see modelserver.preStop>). */}}
 {{- define "modelserver.containerCommon" -}}
 securityContext:
   {{- toYaml .root.Values.containerSecurityContext | nindent 2 }}
@@ -267,5 +298,5 @@ resources:
   {{- toYaml .config.resources | nindent 2 }}
 {{ include "modelserver.probes" .probes }}
 lifecycle:
-  {{- include "modelserver.preStop" .root | nindent 2 }}
+  {{- include "modelserver.preStop" (dict "root" .root "drain" .drain) | nindent 2 }}
 {{- end }}

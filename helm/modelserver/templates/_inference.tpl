@@ -31,6 +31,9 @@
       value: {{ $config.gracefulTimeout | quote }}
     - name: INFERENCE_KEEPALIVE
       value: {{ $config.keepalive | quote }}
+    # Created by the preStop hook: the pod announces its drain (modelserver.preStop).
+    - name: INFERENCE_DRAIN_FILE
+      value: {{ include "modelserver.drainFile" $root }}
     {{- with $config.env }}
     {{- include "modelserver.env" . | nindent 4 }}
     {{- end }}
@@ -44,5 +47,5 @@
       mountPath: {{ $config.modelRoot }}
       readOnly: true
     {{- end }}
-  {{- include "modelserver.containerCommon" (dict "root" $root "config" $config "probes" (dict "port" "http" "ready" "/readyz" "live" "/healthz" "timing" $config.probes)) | nindent 2 }}
+  {{- include "modelserver.containerCommon" (dict "root" $root "config" $config "probes" (dict "port" "http" "ready" "/readyz" "live" "/healthz" "timing" $config.probes) "drain" true) | nindent 2 }}
 {{- end }}

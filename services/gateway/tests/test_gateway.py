@@ -195,7 +195,9 @@ def test_readiness_and_metrics(gateway):
     ready = requests.get(f"{url}/readyz")
     assert ready.json() == {"status": "ready", "models": {"digits": {"backends": 2, "ready": 2}}}
     requests.get(f"{url}/v1/models/digits")  # a rejection to count
-    text = requests.get(f"{url}/metrics").text
+    scraped = requests.get(f"{url}/metrics")
+    assert scraped.headers["Content-Type"].count("charset") == 1, scraped.headers  # not twice
+    text = scraped.text
     assert re.search(r'modelserver_gateway_requests_total\{backend="127\.0\.0\.1:\d+",model="digits",status="200"\}', text)
     assert "modelserver_gateway_upstream_duration_seconds_bucket" in text
     assert 'modelserver_gateway_rejections_total{reason="unauthorized"}' in text

@@ -205,7 +205,9 @@ def test_concurrent_predictions_equal_the_models_own(server, digits_data, refere
         results = list(pool.map(call, range(90)))
     for i, result in enumerate(results):
         np.testing.assert_allclose(result, expected[i : i + 1 + i % 3], atol=1e-5)
-    metrics = requests.get(f"{server}/metrics").text
+    scraped = requests.get(f"{server}/metrics")
+    assert scraped.headers["Content-Type"].count("charset") == 1, scraped.headers  # not twice
+    metrics = scraped.text
     batch_sum = sum(float(line.split()[-1]) for line in metrics.splitlines()
                     if line.startswith('modelserver_batch_size_sum{model="digits"'))
     assert batch_sum >= sum(1 + i % 3 for i in range(90))
