@@ -210,11 +210,12 @@ class Gateway:
         stream = environ["wsgi.input"]
         length = environ.get("CONTENT_LENGTH")
         if length:
-            if not (length.isascii() and length.isdigit()):
+            size = naturals.parse(length)
+            if size is None:
                 raise ClientError("Content-Length is not a number")
-            if int(length) > limit:
+            if size > limit:
                 raise PayloadTooLarge("request body too large")
-            return stream.read(int(length))
+            return stream.read(size)
         if environ.get("wsgi.input_terminated"):  # chunked: read to the end, at most the limit
             data = stream.read(limit + 1)
             if len(data) > limit:
