@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 
 from services.common import naturals
+from services.protocol.facts import MODEL_NAME
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
 _MODEL_KEYS = {"backends", "versions"}
 
@@ -68,7 +68,7 @@ def parse(text: str, source: str = "routes") -> Routes:
     routes = {}
     for name, entry in models.items():
         where = f"{source}: models.{name}"
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
             raise RoutesFileError(f"{where}: model names are letters, digits, '.', '_', '-'")
         routes[name] = _model(name, entry, where)
     return Routes(routes)

@@ -30,13 +30,13 @@ from services.common.errors import (
     report_unexpected,
 )
 from services.gateway import access_log, paths
-from services.gateway.openapi import OPEN as OPEN_PATHS
 from services.gateway.auth import ANONYMOUS, Authenticator
 from services.gateway.config import GatewaySettings
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Deadline, Forwarder, forwarded_headers
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.routing import Router
+from services.protocol.facts import HEALTH_PATHS, OPEN_PATHS
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 REQUEST_ID = "modelserver.request_id"  # environ key: the request's id, for the Flask views
 DEADLINE = "modelserver.deadline"  # environ key: the request's Deadline
 
-# Open to anyone (probes and scrapers carry no keys), logged at debug, not counted.
-HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 _REASONS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 
 

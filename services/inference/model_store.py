@@ -11,7 +11,6 @@ available one of a model.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,14 +20,11 @@ from typing import Generic, Protocol, TypeVar
 
 from services.common.errors import NotFound, Unavailable
 from services.common.naturals import parse as parse_version
+from services.protocol.facts import AVAILABLE, END, LOADING, MODEL_NAME
 
 log = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MODEL_FILE = "model.keras"
-
-# TensorFlow Serving's ModelVersionStatus states, as its REST status API spells them.
-LOADING, AVAILABLE, END = "LOADING", "AVAILABLE", "END"
 
 
 class Loadable(Protocol):
@@ -145,7 +141,7 @@ class ModelStore(Generic[S]):
         found: dict[str, dict[int, Path]] = {}
         self._unreadable = set()
         for model_dir in sorted(self.root.iterdir()):
-            if not model_dir.is_dir() or not NAME_PATTERN.fullmatch(model_dir.name):
+            if not model_dir.is_dir() or not MODEL_NAME.fullmatch(model_dir.name):
                 continue
             versions: dict[int, Path] = {}
             try:
