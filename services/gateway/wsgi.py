@@ -21,11 +21,11 @@ from services.common.errors import (
     ClientError,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     ServingError,
     TooManyRequests,
     Unauthorized,
-    Unavailable,
     report,
     report_unexpected,
 )
@@ -139,9 +139,9 @@ class Gateway:
         waited = time.monotonic() - arrived
         if waited > self._settings.queue_budget_ms / 1000:
             self._m.rejections.labels("overloaded").inc()
-            raise Unavailable(
+            raise Overloaded(
                 f"overloaded: waited {waited * 1000:.0f} ms for a gateway thread, over the "
-                f"{self._settings.queue_budget_ms:.0f} ms budget; retry later", retry_after=1,
+                f"{self._settings.queue_budget_ms:.0f} ms budget; retry later",
             )
 
     def _admit(self, environ: dict[str, Any], *, open_path: bool = False) -> str:
