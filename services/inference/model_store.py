@@ -74,7 +74,6 @@ class ModelStore(Generic[S]):
         self._models: dict[str, Model[S]] = {}
         self._scan_lock = threading.Lock()
         self._seen: dict[tuple[str, int], tuple[int, int]] = {}
-        self._stop = threading.Event()
         self.root_error = ""
         self._unreadable: set[str] = set()
 
@@ -244,7 +243,8 @@ class ModelStore(Generic[S]):
 
     def start_polling(self, interval: float) -> threading.Thread:
         def loop() -> None:
-            while not self._stop.wait(interval):
+            while True:
+                time.sleep(interval)
                 try:
                     self.scan()
                 except Exception:  # noqa: BLE001  (the poller must outlive any one bad scan)
@@ -253,9 +253,6 @@ class ModelStore(Generic[S]):
         thread = threading.Thread(target=loop, name="model-poller", daemon=True)
         thread.start()
         return thread
-
-    def stop_polling(self) -> None:
-        self._stop.set()
 
 
 def _fingerprint(path: Path) -> tuple[int, int] | None:
