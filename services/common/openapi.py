@@ -17,8 +17,8 @@ from flask import Blueprint, Response, send_from_directory
 
 from services.common.errors import NotFound
 from services.common.jsoncodec import json_response
-from services.common.v2 import HEADER_LENGTH
 from services.protocol import facts
+from services.protocol.facts import HEADER_LENGTH
 
 OPENAPI_VERSION = "3.0.3"
 ASSETS_PREFIX = "/docs/assets"

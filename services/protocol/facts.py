@@ -34,6 +34,11 @@ DATATYPES: dict[str, tuple[str, str]] = {
     "FP64": ("<f8", "DT_DOUBLE"),
 }
 
+# Open Inference Protocol extensions both services implement, and the binary one's header:
+# the length of the JSON part of a body whose binary tensors follow it.
+EXTENSIONS = ("binary_tensor_data",)
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
 # Probes and scrapers: open to anyone (they carry no keys), logged at debug, not counted.
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 # Open even with API keys configured: the health paths and the API reference (SECURITY.md).
