@@ -12,7 +12,8 @@ Hierarchy (catch the narrowest you can handle)::
     │   └── TooManyRequests         429  per-key rate limit (carries Retry-After)
     └── ServerError                 500
         ├── BadGateway              502  upstream answered garbage or not at all
-        ├── Unavailable             503  not ready, draining, or load shed (carries Retry-After)
+        ├── Unavailable             503  not ready, draining, or loading (carries Retry-After)
+        │   └── Overloaded          503  refused by admission control: load shed (Retry-After)
         └── GatewayTimeout          504  a deadline passed
 
 Every error leaves the service as ``{"error": "<message>"}``, the body both TensorFlow Serving
@@ -95,6 +96,14 @@ class BadGateway(ServerError):
 
 class Unavailable(ServerError):
     status = 503
+
+
+class Overloaded(Unavailable):
+    """Admission control refused the request: its wait would exceed the budget. Its own class
+    so that what counts load shedding counts this, not a model that is still loading."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message, retry_after=retry_after)  # always says when to come back
 
 
 class GatewayTimeout(ServerError):

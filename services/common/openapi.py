@@ -17,10 +17,10 @@ from flask import Blueprint, Response, send_from_directory
 
 from services.common.errors import NotFound
 from services.common.jsoncodec import json_response
-from services.common.v2 import HEADER_LENGTH
+from services.protocol import facts
+from services.protocol.facts import HEADER_LENGTH
 
 OPENAPI_VERSION = "3.0.3"
-DOC_PATHS = ("/openapi.json", "/docs")  # served by both services, open to everyone
 ASSETS_PREFIX = "/docs/assets"
 
 Schema = dict[str, Any]
@@ -79,7 +79,7 @@ TFS_STATUS_RESPONSE: Schema = {
                 "required": ["version", "state", "status"],
                 "properties": {
                     "version": {"type": "string"},
-                    "state": {"type": "string", "enum": ["LOADING", "AVAILABLE", "END"]},
+                    "state": {"type": "string", "enum": list(facts.TFS_STATES)},
                     "status": {
                         "type": "object",
                         "required": ["error_code", "error_message"],
@@ -111,8 +111,7 @@ TFS_METADATA_RESPONSE: Schema = {
         },
     },
 }
-DATATYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-             "FP16", "FP32", "FP64"]
+DATATYPES = list(facts.DATATYPES)
 _SHAPE: Schema = {"type": "array", "items": {"type": "integer", "minimum": 0}}
 V2_INPUT_TENSOR: Schema = {
     "type": "object",

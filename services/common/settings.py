@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from services.common import naturals
+
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -47,9 +49,9 @@ def _cast(raw: str, kind: Any, env: str) -> Any:
                 return False
             raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
         if kind is int:
-            return int(raw)
+            return _number(naturals.parse_int(raw.strip()), "a whole number")
         if kind is float:
-            return float(raw)
+            return _number(naturals.parse_float(raw.strip()), "a decimal number")
         if kind is Path:
             return Path(raw)
         if kind == str or kind == (str | None):
@@ -59,6 +61,12 @@ def _cast(raw: str, kind: Any, env: str) -> Any:
     except ValueError as error:
         raise SettingsError(f"{env}={raw!r}: {error}") from None
     raise TypeError(f"no parser for settings of type {kind!r}")
+
+
+def _number(value: T | None, expected: str) -> T:
+    if value is None:
+        raise ValueError(f"expected {expected} in ASCII digits")
+    return value
 
 
 def load(cls: type[T], prefix: str, environ: Mapping[str, str] | None = None, **overrides: Any) -> T:

@@ -1,12 +1,11 @@
-"""Open Inference Protocol (V2) facts that both services state, and must state alike."""
+"""Open Inference Protocol (V2) answers that both services give, and must give alike."""
 
 from __future__ import annotations
 
 from typing import Any
 
-HEADER_LENGTH = "Inference-Header-Content-Length"  # binary tensor extension: JSON header size
-EXTENSIONS = ["binary_tensor_data"]
+from services.protocol.facts import EXTENSIONS, HEADER_LENGTH  # noqa: F401  (re-exported)
 
 
 def server_metadata(version: str) -> dict[str, Any]:
-    return {"name": "modelserver", "version": version, "extensions": EXTENSIONS}
+    return {"name": "modelserver", "version": version, "extensions": list(EXTENSIONS)}

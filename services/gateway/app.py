@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+from gunicorn.arbiter import Arbiter
 
 from services.common import frontdoor, lifecycle, logs
 from services.common.errors import register_error_handlers
@@ -16,6 +17,7 @@ from services.gateway.health import Prober
 from services.gateway.metrics import GatewayMetrics, metrics
 from services.gateway.proxy import Forwarder
 from services.gateway.ratelimit import RateLimiter
+from services.gateway.routes_file import RoutesFileError
 from services.gateway.routing import Router
 from services.gateway.upstream import BackendRegistry
 from services.gateway.wsgi import Gateway
@@ -37,7 +39,13 @@ def create_app(settings: GatewaySettings | None = None) -> Flask:
     # once the longest request that might still use it is over.
     registry = BackendRegistry(pool_size=settings.threads, close_after=settings.max_request_timeout + 1)
     router = Router(settings.routes_file, registry, probe=prober.probe)
-    router.load()
+    try:
+        router.load()
+    except RoutesFileError as error:
+        # The message names the file and the field; a traceback would only bury it. Gunicorn's
+        # "app failed to load" status stops the master instead of respawning workers that fail alike.
+        log.error("cannot start: %s", error)
+        raise SystemExit(Arbiter.APP_LOAD_ERROR) from None
     auth = Authenticator(settings.api_keys, settings.api_keys_file)
     limiter = RateLimiter(settings.rate_limit, settings.burst) if settings.rate_limit > 0 else None
     forwarder = Forwarder(settings.connect_timeout, m)

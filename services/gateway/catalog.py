@@ -12,6 +12,7 @@ from services.common import jsoncodec, requestid
 from services.common.errors import ServingError
 from services.gateway.proxy import Deadline, Forwarder
 from services.gateway.routing import Route
+from services.protocol.facts import AVAILABLE
 
 
 def model_entry(route: Route, forwarder: Forwarder, due: Deadline, request_id: str) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def repository_index(models: list[dict[str, Any]]) -> list[dict[str, str]]:
         if not statuses:
             index.append({"name": model["name"], "state": "UNAVAILABLE", "reason": model.get("error", "")})
         for status in statuses:
-            available = status.get("state") == "AVAILABLE"
+            available = status.get("state") == AVAILABLE
             index.append({
                 "name": model["name"], "version": str(status.get("version", "")),
                 "state": "READY" if available else "UNAVAILABLE",

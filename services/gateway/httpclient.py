@@ -19,6 +19,8 @@ import socket
 import time
 from collections.abc import Mapping
 
+from services.common import naturals
+
 MAX_HEAD_BYTES = 64 * 1024
 _RECV = 256 * 1024
 _NO_BODY = {204, 304}
@@ -200,9 +202,10 @@ class ConnectionPool:
             return Response(status, headers, self._read_chunked(conn, buffer, deadline)), keep_alive
         length = fields.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            size = naturals.parse(length)
+            if size is None:
                 raise MalformedResponse(f"bad Content-Length {length[:40]!r}", True)
-            body = self._read_exactly(conn, buffer, int(length), deadline)
+            body = self._read_exactly(conn, buffer, size, deadline)
             return Response(status, headers, body), keep_alive
         while chunk := self._recv(conn, deadline, True):  # framed by the close
             buffer += chunk
@@ -224,8 +227,8 @@ class ConnectionPool:
         del buffer[: end + 4]
         status_line, *lines = head.split("\r\n")
         version, _, rest = status_line.partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
+        code = naturals.parse(rest[:3])
+        if not version.startswith("HTTP/1.") or code is None or not 100 <= code <= 999:
             raise MalformedResponse(f"not an HTTP/1.x status line: {status_line[:60]!r}", True)
         headers = []
         fields = {}
@@ -236,7 +239,7 @@ class ConnectionPool:
             value = value.strip()
             headers.append((name, value))
             fields[name.strip().lower()] = value
-        return int(code), version, headers, fields
+        return code, version, headers, fields
 
     def _read_exactly(self, conn: _Conn, buffer: bytearray, size: int, deadline: float) -> bytes:
         while len(buffer) < size:
@@ -264,10 +267,9 @@ class ConnectionPool:
         parts = []
         while True:
             size_text = self._read_line(conn, buffer, deadline).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise MalformedResponse(f"bad chunk size {size_text[:20]!r}", True) from None
+            size = naturals.parse_hex(size_text.decode("latin-1"))
+            if size is None:
+                raise MalformedResponse(f"bad chunk size {size_text[:20]!r}", True)
             if size == 0:
                 while self._read_line(conn, buffer, deadline):  # trailers, up to the empty line
                     pass

@@ -11,6 +11,7 @@ from typing import Any
 
 from services import __version__
 from services.common import openapi as oa
+from services.protocol.facts import OPEN_PATHS as OPEN
 
 TITLE = "modelserver gateway"
 # Served, but not API: the docs page's static files.
@@ -19,9 +20,6 @@ SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
 }
-# Paths open to everyone even with keys configured (probes, scrapers, the API reference).
-OPEN = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready",
-                  "/openapi.json", "/docs"})
 _LISTING = {
     "type": "object", "required": ["models"],
     "properties": {"models": {"type": "array", "items": {"type": "object"}}},

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from services.protocol.facts import MODEL_NAME_PATTERN
+
 # Model names as the routes file allows them; any version text, so a bad one gets a clear 404.
 _PATTERN = re.compile(
-    r"/(?P<protocol>v1|v2)/models/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)"
+    rf"/(?P<protocol>v1|v2)/models/(?P<name>{MODEL_NAME_PATTERN})"
     r"(?:/versions/(?P<version>[^/:]+))?(?P<suffix>|/metadata|:predict|/ready|/infer)"
 )
 _METHODS = {

@@ -21,7 +21,9 @@ from typing import Any
 
 import yaml
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+from services.common import naturals
+from services.protocol.facts import MODEL_NAME
+
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
 _MODEL_KEYS = {"backends", "versions"}
 
@@ -56,7 +58,7 @@ class Routes:
 def parse(text: str, source: str = "routes") -> Routes:
     try:
         document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, ValueError, RecursionError) as error:  # "2001-13-45" is a bad date
         raise RoutesFileError(f"{source}: not valid YAML: {error}") from None
     if not isinstance(document, dict) or set(document) != {"models"}:
         raise RoutesFileError(f"{source}: expected a mapping with the single key 'models'")
@@ -66,7 +68,7 @@ def parse(text: str, source: str = "routes") -> Routes:
     routes = {}
     for name, entry in models.items():
         where = f"{source}: models.{name}"
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
             raise RoutesFileError(f"{where}: model names are letters, digits, '.', '_', '-'")
         routes[name] = _model(name, entry, where)
     return Routes(routes)
@@ -96,9 +98,10 @@ def parse_target(value: Any, where: str) -> Target:
         valid_host = _is_ip(host)
     else:
         valid_host = bool(_HOST.fullmatch(host))
-    if not sep or not valid_host or not port.isdigit() or not 0 < int(port) < 65536:
+    number = naturals.parse(port)
+    if not sep or not valid_host or number is None or not 0 < number < 65536:
         raise RoutesFileError(f"{where}: {value!r} is not host:port (IPv6 as [addr]:port)")
-    return Target(host, int(port))
+    return Target(host, number)
 
 
 def _is_ip(host: str) -> bool:
@@ -117,11 +120,12 @@ def _versions(value: Any, where: str) -> tuple[tuple[str, int], ...]:
     weights = []
     for version, weight in value.items():
         text = str(version)
-        if isinstance(version, bool) or not text.isdigit():
+        number = None if isinstance(version, bool) else naturals.parse(text)
+        if number is None:
             raise RoutesFileError(f"{where}: version {version!r} is not an integer")
         if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
             raise RoutesFileError(f"{where}.{text}: weight {weight!r} is not a whole number >= 0")
-        weights.append((str(int(text)), weight))
+        weights.append((str(number), weight))
     if len({v for v, _ in weights}) < len(weights):
         raise RoutesFileError(f"{where}: a version is listed twice")
     if not any(w for _, w in weights):

@@ -64,7 +64,8 @@ class Router:
         try:
             data = self.file.changed()
         except OSError as error:
-            log.error("routes file unreadable, keeping the routes in force: %s", error.strerror)
+            log.error("routes file %s unreadable, keeping the routes in force: %s",
+                      self.file.path, error.strerror or error)
             return False
         if data is None:
             return None

@@ -21,22 +21,22 @@ from services.common.errors import (
     ClientError,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     ServingError,
     TooManyRequests,
     Unauthorized,
-    Unavailable,
     report,
     report_unexpected,
 )
 from services.gateway import access_log, paths
-from services.gateway.openapi import OPEN as OPEN_PATHS
 from services.gateway.auth import ANONYMOUS, Authenticator
 from services.gateway.config import GatewaySettings
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.proxy import Deadline, Forwarder, forwarded_headers
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.routing import Router
+from services.protocol.facts import HEALTH_PATHS, OPEN_PATHS
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 REQUEST_ID = "modelserver.request_id"  # environ key: the request's id, for the Flask views
 DEADLINE = "modelserver.deadline"  # environ key: the request's Deadline
 
-# Open to anyone (probes and scrapers carry no keys), logged at debug, not counted.
-HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 _REASONS = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
 
 
@@ -141,9 +139,9 @@ class Gateway:
         waited = time.monotonic() - arrived
         if waited > self._settings.queue_budget_ms / 1000:
             self._m.rejections.labels("overloaded").inc()
-            raise Unavailable(
+            raise Overloaded(
                 f"overloaded: waited {waited * 1000:.0f} ms for a gateway thread, over the "
-                f"{self._settings.queue_budget_ms:.0f} ms budget; retry later", retry_after=1,
+                f"{self._settings.queue_budget_ms:.0f} ms budget; retry later",
             )
 
     def _admit(self, environ: dict[str, Any], *, open_path: bool = False) -> str:
@@ -210,11 +208,12 @@ class Gateway:
         stream = environ["wsgi.input"]
         length = environ.get("CONTENT_LENGTH")
         if length:
-            if not (length.isascii() and length.isdigit()):
+            size = naturals.parse(length)
+            if size is None:
                 raise ClientError("Content-Length is not a number")
-            if int(length) > limit:
+            if size > limit:
                 raise PayloadTooLarge("request body too large")
-            return stream.read(int(length))
+            return stream.read(size)
         if environ.get("wsgi.input_terminated"):  # chunked: read to the end, at most the limit
             data = stream.read(limit + 1)
             if len(data) > limit:

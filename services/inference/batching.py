@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.common.errors import GatewayTimeout, ServerError, ServingError, Unavailable
+from services.common.errors import GatewayTimeout, Overloaded, ServerError, ServingError
 
 Run = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
 # Called after every model call: (rows in the batch, requests in it, seconds it took).
@@ -124,7 +124,7 @@ class Batcher:
         if self._queued_rows + request.rows > policy.max_queue_rows or (
             (self._queue or waited > policy.queue_budget) and waited + wait > policy.queue_budget
         ):
-            raise Unavailable(
+            raise Overloaded(
                 f"overloaded: expected wait {(waited + wait) * 1000:.0f} ms exceeds the "
                 f"{policy.queue_budget * 1000:.0f} ms budget; retry later",
                 retry_after=max(1.0, wait),

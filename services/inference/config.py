@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common import settings
+from services.common import naturals, settings
 from services.common.settings import setting
 
 PREFIX = "INFERENCE_"
@@ -93,11 +93,12 @@ class InferenceSettings:
         if policy == "all":
             return None
         name, _, count = policy.partition(":")
-        if name != "latest" or not count.isdigit() or int(count) < 1:
+        kept = naturals.parse(count)
+        if name != "latest" or kept is None or kept < 1:
             raise settings.SettingsError(
                 f"{PREFIX}VERSION_POLICY={self.version_policy!r}: expected latest:N (N >= 1) or all"
             )
-        return int(count)
+        return kept
 
     def tf_intra_op_threads(self) -> int:
         if self.tf_threads:

@@ -11,7 +11,6 @@ available one of a model.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,14 +20,11 @@ from typing import Generic, Protocol, TypeVar
 
 from services.common.errors import NotFound, Unavailable
 from services.common.naturals import parse as parse_version
+from services.protocol.facts import AVAILABLE, END, LOADING, MODEL_NAME
 
 log = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MODEL_FILE = "model.keras"
-
-# TensorFlow Serving's ModelVersionStatus states, as its REST status API spells them.
-LOADING, AVAILABLE, END = "LOADING", "AVAILABLE", "END"
 
 
 class Loadable(Protocol):
@@ -78,7 +74,6 @@ class ModelStore(Generic[S]):
         self._models: dict[str, Model[S]] = {}
         self._scan_lock = threading.Lock()
         self._seen: dict[tuple[str, int], tuple[int, int]] = {}
-        self._stop = threading.Event()
         self.root_error = ""
         self._unreadable: set[str] = set()
 
@@ -145,7 +140,7 @@ class ModelStore(Generic[S]):
         found: dict[str, dict[int, Path]] = {}
         self._unreadable = set()
         for model_dir in sorted(self.root.iterdir()):
-            if not model_dir.is_dir() or not NAME_PATTERN.fullmatch(model_dir.name):
+            if not model_dir.is_dir() or not MODEL_NAME.fullmatch(model_dir.name):
                 continue
             versions: dict[int, Path] = {}
             try:
@@ -248,7 +243,8 @@ class ModelStore(Generic[S]):
 
     def start_polling(self, interval: float) -> threading.Thread:
         def loop() -> None:
-            while not self._stop.wait(interval):
+            while True:
+                time.sleep(interval)
                 try:
                     self.scan()
                 except Exception:  # noqa: BLE001  (the poller must outlive any one bad scan)
@@ -257,9 +253,6 @@ class ModelStore(Generic[S]):
         thread = threading.Thread(target=loop, name="model-poller", daemon=True)
         thread.start()
         return thread
-
-    def stop_polling(self) -> None:
-        self._stop.set()
 
 
 def _fingerprint(path: Path) -> tuple[int, int] | None:

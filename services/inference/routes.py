@@ -10,8 +10,8 @@ from flask import Blueprint, Response, g, request
 from services import __version__
 from services.common import deadline, jsoncodec, lifecycle, metrics as metrics_endpoint, requestid
 from services.common import frontdoor, naturals
-from services.common.errors import ClientError, NotFound, Unavailable, UnsupportedMediaType
-from services.common.errors import PayloadTooLarge
+from services.common.errors import ClientError, NotFound, Overloaded, PayloadTooLarge, Unavailable
+from services.common.errors import UnsupportedMediaType, report
 from services.common.jsoncodec import json_response
 from services.inference import protocol_tfs, protocol_v2
 from services.inference.config import InferenceSettings
@@ -60,11 +60,15 @@ def build(
             # body, so that shedding stays cheap and the queue behind this one drains fast.
             waited = time.monotonic() - lifecycle.arrived()
             if waited > budget:
-                raise Unavailable(
+                raise Overloaded(
                     f"overloaded: waited {waited * 1000:.0f} ms for a worker thread, over the "
                     f"{budget * 1000:.0f} ms budget; retry later",
-                    retry_after=1,
                 )
+
+    @bp.app_errorhandler(Overloaded)
+    def _shed(error: Overloaded) -> Response:
+        g.shed = True  # a 503 of admission control, not one of a model still loading
+        return report(error)
 
     @bp.after_app_request
     def _finish(response: Response) -> Response:
@@ -79,7 +83,7 @@ def build(
             m.latency.labels(model, protocol).observe(time.perf_counter() - g.started)
             if response.status_code == 200:
                 admission.observe(time.monotonic() - lifecycle.arrived())  # queue included
-            if response.status_code == 503:
+            if g.get("shed"):
                 m.load_shed.labels(model).inc()
         return response
 

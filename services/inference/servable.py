@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +51,10 @@ class Servable:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     labels: tuple[str, ...]
-    load_seconds: float
     _call: Any
 
     @classmethod
     def load(cls, name: str, version: int, directory: Path) -> Servable:
-        started = time.perf_counter()
         import keras
         import tensorflow as tf
 
@@ -98,17 +95,14 @@ class Servable:
         compiled = tf.function(call, input_signature=signature).get_concrete_function()
         labels_path = directory / LABELS_FILE
         labels = tuple(labels_path.read_text().split("\n")) if labels_path.exists() else ()
-        servable = cls(
+        return cls(
             name=name,
             version=version,
             inputs=inputs,
             outputs=outputs,
             labels=tuple(label for label in labels if label),
-            load_seconds=0.0,
             _call=compiled,
         )
-        servable.load_seconds = time.perf_counter() - started
-        return servable
 
     def predict(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run one batch: one array per input, rows first; returns one array per output."""

@@ -13,21 +13,11 @@ from typing import Any
 import numpy as np
 
 from services.common.errors import ClientError
+from services.protocol import facts
 
 # Open Inference Protocol datatype -> (numpy dtype, TensorFlow DataType name).
 DATATYPES: dict[str, tuple[np.dtype, str]] = {
-    "BOOL": (np.dtype(np.bool_), "DT_BOOL"),
-    "UINT8": (np.dtype("<u1"), "DT_UINT8"),
-    "UINT16": (np.dtype("<u2"), "DT_UINT16"),
-    "UINT32": (np.dtype("<u4"), "DT_UINT32"),
-    "UINT64": (np.dtype("<u8"), "DT_UINT64"),
-    "INT8": (np.dtype("<i1"), "DT_INT8"),
-    "INT16": (np.dtype("<i2"), "DT_INT16"),
-    "INT32": (np.dtype("<i4"), "DT_INT32"),
-    "INT64": (np.dtype("<i8"), "DT_INT64"),
-    "FP16": (np.dtype("<f2"), "DT_HALF"),
-    "FP32": (np.dtype("<f4"), "DT_FLOAT"),
-    "FP64": (np.dtype("<f8"), "DT_DOUBLE"),
+    name: (np.dtype(layout), tf_name) for name, (layout, tf_name) in facts.DATATYPES.items()
 }
 _BY_NUMPY = {dtype: name for name, (dtype, _) in DATATYPES.items()}
 

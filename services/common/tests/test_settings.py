@@ -23,6 +23,9 @@ def test_defaults_env_aliases_and_overrides():
     # The prefixed name wins over the alias; explicit overrides win over both.
     assert settings.load(Example, "X_", {"X_ROOT": "/p", "ROOT": "/m"}).root == Path("/p")
     assert settings.load(Example, "X_", {"X_WORKERS": "4"}, workers=8).workers == 8
+    # What int() and float() took before and a deployment may spell: spaces, signs, exponents.
+    loaded = settings.load(Example, "X_", {"X_WORKERS": " +3 ", "X_RATIO": "-2.5e-1"})
+    assert (loaded.workers, loaded.ratio) == (3, -0.25)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +35,12 @@ def test_defaults_env_aliases_and_overrides():
         ({"X_WORKERS": "0"}, "must be at least 1"),
         ({"X_VERBOSE": "maybe"}, "expected one of"),
         ({"X_RATIO": "1,5"}, "X_RATIO"),
+        # "²".isdigit() is true and int() refuses it; int() and float() read "١" (Arabic-Indic).
+        ({"X_WORKERS": "²"}, "X_WORKERS='²'"),
+        ({"X_WORKERS": "١"}, "X_WORKERS='١'"),
+        ({"X_RATIO": "١.٥"}, "X_RATIO='١.٥'"),
+        ({"X_RATIO": "nan"}, "X_RATIO='nan'"),
+        ({"X_WORKERS": "4_000"}, "X_WORKERS"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):

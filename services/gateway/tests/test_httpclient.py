@@ -180,6 +180,30 @@ def test_garbage_is_a_malformed_response(server_of, garbage):
         call(ConnectionPool("127.0.0.1", server.port))
 
 
+# "²" is one latin-1 byte (heads are decoded as latin-1) and "²".isdigit() is true; "١" is an
+# Arabic-Indic digit, which int() reads as 1. The first escaped as a bare ValueError.
+_BAD_NUMBERS = [
+    "HTTP/1.1 ²00 OK\r\nContent-Length: 2\r\n\r\n{}",
+    "HTTP/1.1 200 OK\r\nContent-Length: ²\r\n\r\n{}",
+    "HTTP/1.1 ١00 OK\r\nContent-Length: 2\r\n\r\n{}",
+    "HTTP/1.1 200 OK\r\nContent-Length: ١\r\n\r\n{}",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n²\r\nab\r\n0\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n١\r\na\r\n0\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\na\r\n0\r\n\r\n",
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x1\r\na\r\n0\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("answer", [
+    text.encode(encoding) for text in _BAD_NUMBERS for encoding in ("latin-1", "utf-8")
+    if encoding == "utf-8" or text.isascii() or "²" in text
+])
+def test_numbers_in_the_framing_are_ascii_digits_only(server_of, answer):
+    server = server_of(reply_and_close(answer))
+    with pytest.raises(MalformedResponse):
+        call(ConnectionPool("127.0.0.1", server.port))
+
+
 def test_the_deadline_bounds_the_whole_answer(server_of):
     def trickle(conn: socket.socket, request: bytes) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.gateway.routes_file import ModelRoute, RoutesFileError, Target, parse
 
@@ -60,6 +63,14 @@ def test_no_models_is_allowed_but_empty():
         ("models: {m: {backends: ['h:1'], versions: {1: 0}}}", "at least one weight"),
         ("models: {m: {backends: ['h:1'], versions: {1: 1, '01': 1}}}", "listed twice"),
         ("models: {m: {backends: ['h:1'], versions: {}}}", "mapping of version to weight"),
+        # "²".isdigit() is true and int() refuses it (a bare ValueError); int() reads "١" as 1.
+        ("models: {m: {backends: ['h:²']}}", "models.m.backends: 'h:²' is not host:port"),
+        ("models: {m: {backends: ['h:١']}}", "models.m.backends: 'h:١' is not host:port"),
+        ("models: {m: {backends: ['h:1'], versions: {'²': 1}}}", "models.m.versions: version '²'"),
+        ("models: {m: {backends: ['h:1'], versions: {'١': 1}}}", "models.m.versions: version '١'"),
+        ("models: {m: {backends: ['h:%s']}}" % ("9" * 5000), "is not host:port"),  # int() refuses
+        ("models: 2001-13-45", "not valid YAML"),  # PyYAML raises a bare ValueError for the date
+        ("models: " + "[" * 5000, "not valid YAML"),  # and RecursionError for deep nesting
     ],
 )
 def test_mistakes_are_refused_with_the_place(text, fragment):
@@ -67,3 +78,21 @@ def test_mistakes_are_refused_with_the_place(text, fragment):
         parse(text, "routes.yaml")
     assert fragment in str(error.value)
     assert str(error.value).startswith("routes.yaml")
+
+
+_TEXT = st.text(st.sampled_from("0123456789²١:[]-.a "), max_size=8)
+_ROUTE = st.fixed_dictionaries({
+    "backends": st.lists(_TEXT | st.integers(), max_size=3),
+    "versions": st.dictionaries(_TEXT | st.integers(), st.integers(-1, 3) | _TEXT, max_size=3),
+})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_TEXT, _ROUTE, max_size=2) | st.text(max_size=40))
+def test_any_routes_file_parses_or_is_refused_with_the_place(document):
+    """Nothing else escapes: a bare ValueError used to crash the reload instead of being reported."""
+    text = document if isinstance(document, str) else yaml.safe_dump({"models": document})
+    try:
+        parse(text, "routes.yaml")
+    except RoutesFileError as error:
+        assert str(error).startswith("routes.yaml: ")

@@ -129,3 +129,67 @@ def test_real_dns_resolution_of_localhost():
     assert resolve(Target("10.0.0.1", 1)) == [("10.0.0.1", 1)]
     with pytest.raises(OSError):
         resolve(Target("no-such-host.invalid", 80))
+
+
+@pytest.mark.parametrize("bad", ["²", "١"])
+def test_a_bad_number_at_reload_is_reported_once_counted_and_the_old_routes_stay(setup, caplog, bad):
+    from services.gateway.app import watch_files
+    from services.gateway.auth import Authenticator
+    from services.gateway.metrics import metrics
+
+    routes, _, _, router = setup
+    routes.write_text('models: {digits: {backends: ["10.0.0.1:80"]}}')
+    router.load()
+    m = metrics()
+    rejected = m.reloads.labels("routes", "rejected")
+    before = rejected._value.get()
+    routes.write_text(f'models: {{digits: {{backends: ["10.0.0.2:{bad}"]}}}}')
+    for _ in range(3):  # the first poll sees the edit; the next ones must not report it again
+        watch_files(router, Authenticator((), ""), m)
+    assert rejected._value.get() == before + 1
+    assert labels(router, "digits") == ["10.0.0.1:80"]
+    reports = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(reports) == 1, reports
+    assert f"{routes}: models.digits.backends: '10.0.0.2:{bad}' is not host:port" in reports[0]
+
+
+def test_a_bad_routes_file_at_start_is_one_line_naming_the_file_and_the_field(tmp_path, caplog, monkeypatch):
+    from services.common import logs
+    from services.gateway.app import create_app
+    from services.gateway.config import load_settings
+
+    monkeypatch.setattr(logs, "configure", lambda level: None)  # keep caplog's handler
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text('models: {digits: {backends: ["127.0.0.1:8080"], versions: {"²": 1}}}')
+    with pytest.raises(SystemExit) as stopped:
+        create_app(load_settings(routes_file=str(routes), routes_poll=0.0))
+    assert stopped.value.code == 4  # Gunicorn's "App failed to load": the master stops
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage() == f"cannot start: {routes}: models.digits.versions: version '²' is not an integer"
+    assert record.exc_info is None and "\n" not in record.getMessage()
+
+
+@pytest.mark.slow
+def test_gunicorn_says_why_a_bad_routes_file_stops_it_without_a_traceback(tmp_path):
+    import subprocess
+
+    from tests.support.servers import REPO, VENV_BIN, Process, free_port
+
+    routes = tmp_path / "routes.yaml"
+    routes.write_text('models: {digits: {backends: ["127.0.0.1:١"]}}')
+    env = {"GATEWAY_BIND": f"127.0.0.1:{free_port()}", "GATEWAY_ROUTES_FILE": str(routes),
+           "GATEWAY_WORKERS": "1"}
+    log = tmp_path / "gateway.log"
+    process = Process([str(VENV_BIN / "gunicorn"), "-c", str(REPO / "services/gateway/gunicorn.conf.py")],
+                      env, log)
+    try:
+        process.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        code = process.stop()
+    output = log.read_text()
+    assert code == 4, output  # Gunicorn's "App failed to load"
+    assert "Traceback" not in output, output
+    assert f"{routes}: models.digits.backends: '127.0.0.1:١' is not host:port" in output, output
