@@ -130,10 +130,15 @@ class Admission:
         elif slow < 0.6 * self.budget:
             self.limit = min(self._ceiling, self.limit * 1.05 + 1)
 
+    def full(self, inside: int) -> bool:
+        """Whether a worker holding ``inside`` requests is at its limit: the only case in which
+        a request's head is worth reading here (an idle worker takes anything)."""
+        return inside > 0 and inside >= self.limit
+
     def judge(self, head: Head, *, inside: int) -> Refusal | None:
         """None to admit; else the refusal to send. ``inside``: requests the worker holds."""
-        if inside == 0 or inside < self.limit:
-            return None  # an idle worker takes anything
+        if not self.full(inside):
+            return None
         self._reached = True
         message = (
             f"overloaded: the {self._what} holds {inside} requests, its limit for answers "

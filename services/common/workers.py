@@ -137,14 +137,15 @@ class DrainingThreadWorker(BufferedRequests, ThreadWorker):  # buffering: slow c
 
     def answer_in_loop(self, conn: TConn, buffer: bytearray) -> bool:
         admission = frontdoor.installed()
-        if admission is None or self._drain_until is not None:
-            return False
+        inside = len(self.futures)  # queued or at work
+        if admission is None or self._drain_until is not None or not admission.full(inside):
+            return False  # the common case: no head parsed twice
         head = frontdoor.parse_head(buffer)
         if head is None or not admission.sheddable(head.method, head.path):
             return False
         if conn.parser is not None and conn.parser.unreader.buf.getbuffer().nbytes:
             return False  # bytes of an earlier read wait in Gunicorn's parser: let it have them
-        refusal = admission.judge(head, inside=len(self.futures))  # queued or at work
+        refusal = admission.judge(head, inside=inside)
         if refusal is None:
             return False
         try:
