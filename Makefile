@@ -6,33 +6,51 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
+GRPC_PORT ?= 8500
 MODEL_ROOT ?= models
 DEFAULT_MODEL := $(MODEL_ROOT)/digits/1/model.keras
 PYTEST_ARGS ?=
 REPLICAS ?= 2
 BENCH_ARGS ?=
 
-.PHONY: help setup model run run-inference run-gateway test load-test bench soak docs clean
+.PHONY: help setup model run run-inference run-gateway lint test load-test bench soak docs clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/.installed: pyproject.toml
-	@tools/system-packages.sh python3-venv:python3-venv nginx:nginx-light wrk:wrk shellcheck:shellcheck
+	@tools/system-packages.sh python3-venv:python3-venv nginx:nginx-light wrk:wrk shellcheck:shellcheck \
+		prometheus:prometheus promtool:prometheus chromium:chromium
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[inference,train,dev,deploy,bench]"
+	@# tensorflow-serving-api requires `tensorflow`, which would clash with tensorflow-cpu: no deps
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		$$($(BIN)/python docker/requirements.py pyproject.toml --no-deps)
 	@touch $@
 
-setup: $(BIN)/.installed ## Create .venv with everything to run, train and test (idempotent)
+# KServe's SDK for the tests, in a virtualenv of its own: kserve 0.21.0 pins python-dateutil<3,
+# which the kubernetes client of the deploy extra cannot live with (tests/support/kserve_client.py).
+KSERVE := $(VENV)/kserve/bin/kserve-installed
+$(KSERVE): | $(BIN)/.installed
+	$(PYTHON) -m venv $(VENV)/kserve
+	$(VENV)/kserve/bin/python -m pip install --quiet --disable-pip-version-check "kserve==0.21.0"
+	@touch $@
+
+# Triton's perf_analyzer, from tritonclient 2.38.0's wheel, beside the project's tritonclient.
+PERF_ANALYZER := $(BIN)/perf_analyzer
+$(PERF_ANALYZER): tools/perf-analyzer.sh | $(BIN)/.installed
+	tools/perf-analyzer.sh $(VENV)
+
+setup: $(BIN)/.installed $(KSERVE) $(PERF_ANALYZER) ## Create .venv with everything to run, train and test (idempotent)
 
 $(DEFAULT_MODEL): | $(BIN)/.installed
 	$(BIN)/python tools/train_digits.py --out $(MODEL_ROOT)/digits --version 1
 
 model: $(DEFAULT_MODEL) ## Train the default digits model into models/digits/1 (offline, seconds)
 
-run: setup model ## Start nginx on 127.0.0.1:8080 (PORT=) -> gateway -> 2 inference replicas (REPLICAS=); Ctrl-C stops
-	exec $(BIN)/python -m stack --port $(PORT) --replicas $(REPLICAS) --model-root $(MODEL_ROOT)
+run: setup model ## Start nginx on 127.0.0.1:8080 (PORT=), gRPC on :8500 (GRPC_PORT=) -> gateway -> 2 inference replicas (REPLICAS=); Ctrl-C stops
+	exec $(BIN)/python -m stack --port $(PORT) --grpc-port $(GRPC_PORT) --replicas $(REPLICAS) --model-root $(MODEL_ROOT)
 
 run-inference: setup model ## Start the inference service alone on 127.0.0.1:8080 (PORT=...)
 	@echo "inference on http://127.0.0.1:$(PORT)  (Ctrl-C stops)"
@@ -49,7 +67,10 @@ run-gateway: setup ## Start the gateway alone on 127.0.0.1:8000 (GATEWAY_PORT=..
 	GATEWAY_BIND=127.0.0.1:$(GATEWAY_PORT) GATEWAY_ROUTES_FILE=$(ROUTES) \
 		exec $(BIN)/gunicorn -c services/gateway/gunicorn.conf.py
 
-test: setup ## Run every test (unit, integration, end-to-end) against real servers
+lint: setup ## ruff over the whole tree (rules and line length: pyproject.toml)
+	$(BIN)/ruff check .
+
+test: setup lint ## Lint, then run every test (unit, integration, end-to-end) against real servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 $(BIN)/.loadtest: $(BIN)/.installed

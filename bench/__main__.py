@@ -26,7 +26,9 @@ def _names(text: str) -> tuple[str, ...]:
 # The smoke run: every stage once, small. One worker per server halves the start-up time.
 QUICK = {"concurrency": (1, 8), "repetitions": 1, "seconds": 1.0, "warmup_seconds": 0.5,
          "workers": 1, "raw_batches": (1, 32), "raw_seconds": 0.2,
-         "overload_concurrency": 64, "overload_seconds": 1.0, "stack_overload_seconds": 2.0}
+         "overload_concurrency": 64, "overload_seconds": 1.0, "stack_overload_seconds": 2.0,
+         "perf_analyzer_concurrency": "1:2", "perf_analyzer_interval_ms": 500, "grpc_concurrency": "1",
+         "formats_concurrency": (8,)}
 
 
 def parse_plan(argv: list[str] | None = None) -> Plan:
@@ -42,6 +44,12 @@ def parse_plan(argv: list[str] | None = None) -> Plan:
     parser.add_argument("--overload-seconds", type=float, help="0 skips the overload run")
     parser.add_argument("--stack-overload-seconds", type=float,
                         help="twice the stack's capacity for this long (default 20; 0 skips it)")
+    parser.add_argument("--perf-analyzer", dest="perf_analyzer_concurrency",
+                        help="perf_analyzer's concurrency range, e.g. 1:9:4 (\"\" skips it)")
+    parser.add_argument("--grpc", dest="grpc_concurrency",
+                        help="HTTP vs gRPC by perf_analyzer at this concurrency range, e.g. 1:32:31 (\"\" skips it)")
+    parser.add_argument("--formats", dest="formats_concurrency", type=_ints,
+                        help="SavedModel vs .keras at these concurrencies, e.g. 1,32 (\"\" skips it)")
     parser.add_argument("--wrk-cpus", help="pin wrk with taskset, e.g. 1")
     parser.add_argument("--workers", type=int, help="worker processes per server (default: each one's own)")
     parser.add_argument("--compare-to", type=Path, metavar="CHECKOUT",
@@ -50,7 +58,7 @@ def parse_plan(argv: list[str] | None = None) -> Plan:
     values = dict(QUICK) if args.quick else {}
     for name in ("out", "targets", "models", "concurrency", "repetitions", "seconds",
                  "overload_concurrency", "overload_seconds", "stack_overload_seconds", "wrk_cpus",
-                 "compare_to", "workers"):
+                 "compare_to", "workers", "perf_analyzer_concurrency", "formats_concurrency", "grpc_concurrency"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     return dataclasses.replace(Plan(), **values)

@@ -30,6 +30,9 @@ class BenchModel:
 DIGITS = BenchModel("digits", "pixels", (8, 8, 1))
 CNN = BenchModel("cnn", "image", (32, 32, 3))
 MODELS = (DIGITS, CNN)
+# The same trained digits model as a SavedModel (Keras 3's model.export), for the format
+# comparison; served beside the .keras one from a root of their own (the baselines read .keras).
+DIGITS_SAVEDMODEL = BenchModel("digits_savedmodel", "pixels", (8, 8, 1))
 
 
 def build_cnn(directory: Path, seed: int = 0) -> int:
@@ -69,12 +72,31 @@ def ensure_models(root: Path) -> dict[str, Path]:
     return {m.name: m.version_dir(root) for m in MODELS}
 
 
+def ensure_formats(root: Path, digits: Path) -> Path:
+    """``root`` holding the digits model twice: ``digits/1/model.keras`` (a copy of ``digits``)
+    and ``digits_savedmodel/1``, the same model exported by ``model.export``."""
+    from tests.support.models import copy_version, export_savedmodel
+
+    if not DIGITS.version_dir(root).exists():
+        copy_version(digits, root, DIGITS.name, 1)
+    exported = DIGITS_SAVEDMODEL.version_dir(root)
+    if not exported.exists():
+        staging = root / DIGITS_SAVEDMODEL.name / ".staging-1"
+        export_savedmodel(digits, staging)
+        staging.rename(exported)
+    return root
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Build the benchmark models (offline).")
     parser.add_argument("--root", type=Path, default=Path("reports/bench-models"))
+    parser.add_argument("--formats-root", type=Path, help="also the digits model as .keras and SavedModel here")
     args = parser.parse_args()
     for name, directory in ensure_models(args.root).items():
         print(f"{name}: {directory / 'model.keras'}")
+    if args.formats_root:
+        ensure_formats(args.formats_root, DIGITS.version_dir(args.root))
+        print(f"formats: {args.formats_root}")
 
 
 if __name__ == "__main__":

@@ -16,14 +16,14 @@ import asyncio
 import gc
 import json
 import math
-import os
 import sys
 import time
 from collections import Counter, deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
+
+from stack.supervisor import raise_session_priority
 
 
 @dataclass
@@ -268,20 +268,6 @@ def run(main: Coroutine[None, None, int]) -> int:
     return uvloop.run(main)
 
 
-def raise_priority(steps: int) -> None:
-    """Real clients bring their own CPUs. Here the generator shares 2 cores with a saturated
-    stack; starved, it falls behind, its own pool runs dry and it measures itself. Where the
-    kernel groups processes by session (autogroup, the default on Debian), a process's nice
-    only counts inside its session's group: the group's own nice is what competes with the
-    stack's sessions (measured: nice -10 alone left it waiting for a CPU 84 % of the time).
-    Best effort: without the privilege it runs at the default priority."""
-    for change in (lambda: os.nice(-steps), lambda: Path("/proc/self/autogroup").write_text(str(-steps))):
-        try:
-            change()
-        except OSError:
-            pass
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.openloop", description=__doc__)
     parser.add_argument("--url", required=True)
@@ -301,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     # buffers for seconds, counted as the stack's latency (service p50 3.7 s against 0.4 s in
     # nginx's own log). A run is short; its cyclic garbage can wait for the exit.
     gc.disable()
-    raise_priority(args.priority)
+    # Real clients bring their own CPUs; here the generator shares them with a saturated stack
+    # and, starved, would measure itself (nice -10 alone: waiting for a CPU 84 % of the time).
+    raise_session_priority(args.priority)
     with open(args.body, "rb") as handle:
         body = handle.read()
     client = Client(args.url, args.path, body, args.expect, args.max_connections)

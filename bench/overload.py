@@ -46,7 +46,7 @@ def generate(url: str, body: Path, expect: str, seconds: float, *args: str, path
          "--expect", expect,
          "--max-connections", "2048", "--seconds", str(seconds), *args],
         cwd=REPO, capture_output=True, text=True, timeout=seconds + 120, check=True,
-        start_new_session=True,  # a scheduling group of its own (openloop.raise_priority)
+        start_new_session=True,  # a scheduling group of its own (stack.supervisor.raise_session_priority)
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import overload
+from bench import overload, perf_analyzer
 from bench.runner import Results
 
 
@@ -110,6 +110,24 @@ def table(results: Results) -> str:
     return "\n".join(rows)
 
 
+def formats_table(results: Results) -> str:
+    """The digits model as .keras and as a SavedModel, per concurrency, side by side."""
+    rows = ["| conc. | .keras req/s | SavedModel req/s | SavedModel ÷ .keras | p50 ms (.keras / SM) "
+            "| p99 ms (.keras / SM) | CPU ms/req (.keras / SM) | batch (.keras / SM) | errors |",
+            "|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    by = {(p.target, p.concurrency): p for p in results.formats}
+    for c in sorted({p.concurrency for p in results.formats}):
+        k, m = by.get(("keras", c)), by.get(("savedmodel", c))
+        if k is None or m is None:
+            continue
+        rows.append(
+            f"| {c} | {_fmt(k.rate, 0)} | {_fmt(m.rate, 0)} | {_fmt(_ratio(m.rate, k.rate), 2)} | "
+            f"{_fmt(k.p50_ms, 2)} / {_fmt(m.p50_ms, 2)} | {_fmt(k.p99_ms, 1)} / {_fmt(m.p99_ms, 1)} | "
+            f"{_fmt(k.cpu_ms, 2)} / {_fmt(m.cpu_ms, 2)} | {_fmt(k.batch, 1)} / {_fmt(m.batch, 1)} | "
+            f"{k.errors + m.errors} |")
+    return "\n".join(rows)
+
+
 def raw_table(results: Results) -> str:
     rows = ["| model | (1) raw limit, samples/s | at batch | single call ms | samples/s by batch |",
             "|---|--:|--:|--:|---|"]
@@ -161,6 +179,33 @@ def markdown(results: Results, plot_name: str | None) -> str:
                   f"statuses {s['statuses']}; from the send, served p50/p99 "
                   f"{_ms(s['served_service_p50'])}/{_ms(s['served_service_p99'])} ms, shed p50/p99 "
                   f"{_ms(s['shed_service_p50'])}/{_ms(s['shed_service_p99'])} ms (the promises: Targets).", ""]
+    if results.perf_analyzer or results.perf_analyzer_skipped:
+        lines += ["## Triton's perf_analyzer", "",
+                  f"`perf_analyzer -m digits -i http --concurrency-range {plan.perf_analyzer_concurrency} "
+                  f"--measurement-interval {plan.perf_analyzer_interval_ms}` against the inference service "
+                  "(3), direct: V2 requests of one sample, binary tensors; server queue and compute from "
+                  "the statistics extension. Its CSV: perf_analyzer.csv.", ""]
+        lines += [perf_analyzer.table(results.perf_analyzer) if results.perf_analyzer
+                  else f"Not measured: {results.perf_analyzer_skipped}", ""]
+    if results.grpc or results.grpc_skipped:
+        lines += ["## gRPC beside HTTP", "",
+                  f"perf_analyzer against the inference service (3), direct, `--concurrency-range "
+                  f"{plan.grpc_concurrency}`: V2 over HTTP with binary tensors (`-i http`), V2 `ModelInfer` "
+                  "with raw contents (`-i grpc`) and TF Serving's `Predict` (`-i grpc --service-kind "
+                  "tfserving`), one sample of zeros per request. A gRPC client's calls share one HTTP/2 connection, "
+                  "which the kernel gives to one worker: perf_analyzer's tfserving client opens one, its V2 "
+                  "client several. CSVs: perf_analyzer-<model>-<protocol>.csv.", ""]
+        lines += [perf_analyzer.protocols_table(results.grpc) if results.grpc
+                  else f"Not measured: {results.grpc_skipped}", ""]
+        if results.grpc and results.grpc_skipped:
+            lines += [f"Partly measured: {results.grpc_skipped}", ""]
+    if results.formats or results.formats_skipped:
+        lines += ["## SavedModel vs .keras", "",
+                  "The trained digits model twice in one inference service (3): its `model.keras` and "
+                  "the SavedModel Keras 3's `model.export()` writes of it, the same TF Serving request, "
+                  f"rounds alternating the two as above ({plan.repetitions} of {plan.seconds:g} s), "
+                  "after the other servers have stopped.", ""]
+        lines += [formats_table(results) if results.formats else f"Not measured: {results.formats_skipped}", ""]
     lines += ["## Targets", ""]
     for check in checks(results):
         mark = {True: "met", False: "**not met**", None: "not measured"}[check.met]

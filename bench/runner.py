@@ -7,6 +7,7 @@ one target's whole series; each point's figures are the medians over the rounds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -18,11 +19,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from bench import cpu, loadgen, overload, scrape, workload
-from bench.models import MODELS, BenchModel
-from bench.targets import TARGETS, Running, Start, Target, compare_target, settle
+from bench import cpu, loadgen, overload, perf_analyzer, scrape, workload
+from bench.models import DIGITS, DIGITS_SAVEDMODEL, MODELS, BenchModel
+from bench.targets import TARGETS, Running, Start, Target, compare_target, inference_target, settle
 from bench.workload import TFS, Request
 from tests.support.servers import REPO
 
@@ -47,6 +46,16 @@ class Plan:
     wrk_cpus: str | None = None  # e.g. "1": pin wrk to a CPU with taskset
     compare_to: Path | None = None  # another checkout: its inference service joins the run
     workers: int | None = None  # worker processes of every server; None: each one's default
+    # Triton's perf_analyzer against the inference service: its concurrency range
+    # (start:end:step) and measurement window; "" skips it.
+    perf_analyzer_concurrency: str = "1:9:4"
+    perf_analyzer_interval_ms: int = 2000
+    # gRPC beside HTTP, by perf_analyzer on both models: V2 over HTTP (binary), V2 over gRPC (raw
+    # contents) and TF Serving's Predict over gRPC, at these concurrencies; "" skips it.
+    grpc_concurrency: str = "1:32:31"
+    # The digits model as .keras and as a SavedModel, side by side in one inference service, at
+    # these concurrencies (same rounds and seconds as the servers); () skips it.
+    formats_concurrency: tuple[int, ...] = (1, 32)
 
     def chosen_targets(self) -> dict[str, Target]:
         chosen = {key: TARGETS[key] for key in self.targets}
@@ -114,6 +123,13 @@ class Results:
     titles: dict[str, str] = field(default_factory=dict)  # target key -> title, in run order
     overloads: list[Overload] = field(default_factory=list)  # inference first, then --compare-to
     stack_overload: dict | None = None  # bench.overload's summary of the stack at 2x capacity
+    perf_analyzer: list[perf_analyzer.Row] = field(default_factory=list)  # digits, direct
+    perf_analyzer_skipped: str = ""
+    # (model, perf_analyzer protocol) -> its rows: gRPC beside HTTP
+    grpc: dict[tuple[str, str], list[perf_analyzer.Row]] = field(default_factory=dict)
+    grpc_skipped: str = ""
+    formats: list[Point] = field(default_factory=list)  # target "keras" or "savedmodel", digits
+    formats_skipped: str = ""
     seconds: float = 0.0
     load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and end
 
@@ -247,6 +263,59 @@ def _stack_overload(plan: Plan, stack: Running, request: Request) -> dict | None
                         calibration_seconds=min(8.0, plan.stack_overload_seconds), path=request.path)
 
 
+def _perf_analyzer(plan: Plan, inference: Running, results: Results) -> None:
+    log(f"perf_analyzer: digits over HTTP, concurrency {plan.perf_analyzer_concurrency}")
+    try:
+        results.perf_analyzer = perf_analyzer.run(
+            inference.url, "digits", plan.perf_analyzer_concurrency, plan.perf_analyzer_interval_ms,
+            plan.out / "perf_analyzer.csv", timeout=600)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+        results.perf_analyzer_skipped = str(error).strip().splitlines()[-1][:300]
+        log(f"perf_analyzer: {results.perf_analyzer_skipped}")
+
+
+def _grpc(plan: Plan, inference: Running, models: list[BenchModel], results: Results) -> None:
+    """The same service over HTTP and gRPC, by one client (perf_analyzer), one model at a time."""
+    if not inference.grpc:
+        results.grpc_skipped = "the inference service runs no gRPC server"
+        return
+    for model in models:
+        for protocol in perf_analyzer.PROTOCOLS:
+            log(f"perf_analyzer: {model.name} over {protocol}, concurrency {plan.grpc_concurrency}")
+            url = inference.url if protocol == "http" else inference.grpc
+            shape = f"{model.input_name}:1," + ",".join(str(d) for d in model.input_shape)
+            try:
+                results.grpc[model.name, protocol] = perf_analyzer.run(
+                    url, model.name, plan.grpc_concurrency, plan.perf_analyzer_interval_ms,
+                    plan.out / f"perf_analyzer-{model.name}-{protocol}.csv", timeout=600,
+                    protocol=protocol, shape=shape, zeros=True)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+                reason = f"{model.name} over {protocol}: {str(error).strip().splitlines()[-1][:200]}"
+                results.grpc_skipped = "; ".join(filter(None, (results.grpc_skipped, reason)))
+                log(f"perf_analyzer: {reason}")
+
+
+FORMAT_MODELS = {"keras": DIGITS, "savedmodel": DIGITS_SAVEDMODEL}
+
+
+def _formats(plan: Plan, stack: ExitStack, results: Results, logs: Path) -> None:
+    """The same digits model as .keras and as a SavedModel, in one inference service: rounds
+    alternate the two, as the servers' rounds alternate targets."""
+    root = plan.work / "formats"
+    log(f"formats: digits as .keras and as SavedModel under {root}")
+    _python("-m", "bench.models", "--root", str(plan.work / "models"), "--formats-root", str(root))
+    requests = workload.write(list(FORMAT_MODELS.values()), plan.work / "format-bodies")[TFS]
+    start = Start(root, logs, {n: r.body.read_bytes() for n, r in requests.items()}, plan.workers)
+    try:
+        running = stack.enter_context(inference_target("formats").start(start))
+    except (RuntimeError, TimeoutError) as error:
+        results.formats_skipped = f"failed to start: {str(error).strip().splitlines()[-1][:200]}"
+        log(f"formats: {results.formats_skipped}")
+        return
+    chosen = {key: (running, {model.name: requests[model.name]}) for key, model in FORMAT_MODELS.items()}
+    results.formats = _rounds(dataclasses.replace(plan, concurrency=plan.formats_concurrency), chosen, lambda: None)
+
+
 def _for(target: Target, requests: dict[str, dict[str, Request]]) -> dict[str, Request]:
     """The requests ``target`` is measured with: its protocol, its models."""
     chosen = requests[target.protocol]
@@ -279,8 +348,15 @@ def run(plan: Plan) -> Results:
         if plan.overload_seconds and plan.overload_model in requests[TFS]:
             results.overloads = [_overload(plan, key, running[key], requests[TFS][plan.overload_model])
                                  for key in ("inference", "compare") if key in running]
+        if plan.perf_analyzer_concurrency and "inference" in running:
+            _perf_analyzer(plan, running["inference"], results)
+        if plan.grpc_concurrency and "inference" in running:
+            _grpc(plan, running["inference"], models, results)
         if plan.stack_overload_seconds and "stack" in running:
             results.stack_overload = _stack_overload(plan, running["stack"], requests[TFS]["digits"])
+    if plan.formats_concurrency:
+        with ExitStack() as stack:  # after the other servers have stopped: the CPUs are its own
+            _formats(plan, stack, results, logs)
     results.seconds = time.monotonic() - started
     results.load_average = (load_before, os.getloadavg()[0])
     return results

@@ -40,6 +40,7 @@ class Running:
     url: str
     metrics_urls: list[str] = field(default_factory=list)  # where modelserver_batch_size lives
     pid: int | None = None  # the server's root process, for its CPU time; None if not ours
+    grpc: str | None = None  # host:port of its gRPC server, when it runs one (the inference service)
     concurrency: int | None = None  # requests it takes at once before refusing (the stack's nginx cap)
 
 
@@ -118,16 +119,30 @@ def _baseline(module: str) -> Callable[[Start], AbstractContextManager[Running]]
     return start
 
 
-def _inference(name: str, repo: Path = REPO) -> Callable[[Start], AbstractContextManager[Running]]:
-    """The service from ``repo``'s checkout, as configured by INFERENCE_* (defaults otherwise)."""
+def inference_target(key: str, title: str = "") -> Target:
+    """This checkout's inference service as a target of its own (``key`` names its log)."""
+    return Target(key, title or key, _inference(key))
 
-    def start(s: Start) -> AbstractContextManager[Running]:
+
+def _inference(
+    name: str, repo: Path = REPO, *, grpc: bool = False
+) -> Callable[[Start], AbstractContextManager[Running]]:
+    """The service from ``repo``'s checkout, as configured by INFERENCE_* (defaults otherwise);
+    ``grpc``: with its gRPC server on, on a port of its own (``Running.grpc``)."""
+
+    @contextmanager
+    def start(s: Start) -> Iterator[Running]:
         env = {"INFERENCE_BIND": "127.0.0.1:{port}", "INFERENCE_MODEL_ROOT": str(s.models),
                "PYTHONPATH": str(repo)}
+        grpc_address = f"127.0.0.1:{free_port()}" if grpc else None
+        if grpc_address:
+            env["INFERENCE_GRPC_BIND"] = grpc_address
         if s.workers:
             env["INFERENCE_WORKERS"] = str(s.workers)
         argv = [str(VENV_BIN / "gunicorn"), "-c", str(repo / "services/inference/gunicorn.conf.py")]
-        return _serve(argv, env, s.logs / f"{name}.log", s, cwd=repo, metrics=True)
+        with _serve(argv, env, s.logs / f"{name}.log", s, cwd=repo, metrics=True) as running:
+            running.grpc = grpc_address
+            yield running
 
     return start
 
@@ -181,7 +196,7 @@ def _gateway(s: Start) -> Iterator[Running]:
 
 NAIVE = Target("naive", "(2) naive Flask + model.predict", _baseline("naive_server"))
 TUNED = Target("tuned", "Flask + tf.function + orjson", _baseline("tuned_server"))
-INFERENCE = Target("inference", "(3) inference service", _inference("inference"))
+INFERENCE = Target("inference", "(3) inference service", _inference("inference", grpc=True))
 INFERENCE_V2 = Target("inference-v2", "(3) inference service, V2 binary", _inference("inference-v2"),
                       protocol=V2_BINARY)
 # The hop and the whole path cost the same per request whatever the model: measured on digits,

@@ -5,36 +5,22 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+
+from stack import launch
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def answers(url: str) -> bool:
+def start_stack(port: int) -> launch.LocalStack:
     try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def start_stack(port: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stack", "--port", str(port), "--run-dir", ".run/load-test-stack"],
-        cwd=REPO, start_new_session=True,
-    )
-    deadline = time.monotonic() + 240
-    while not answers(f"http://127.0.0.1:{port}"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the stack did not come up; see .run/load-test-stack/logs/")
-        time.sleep(0.5)
-    return process
+        return launch.start_stack(REPO / os.environ.get("MODEL_ROOT", "models"), REPO / ".run/load-test-stack",
+                                  port=port)
+    except RuntimeError as error:
+        raise SystemExit(f"{error}\nsee .run/load-test-stack/logs/") from None
 
 
 def summary(prefix: Path) -> str:
@@ -58,7 +44,7 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     stack = None
-    if not answers(args.url):
+    if not launch.answers_ok(f"{args.url}/readyz"):
         port = int(args.url.rsplit(":", 1)[1].split("/")[0])
         print(f"no stack answers at {args.url}: starting one for this run", flush=True)
         stack = start_stack(port)
@@ -73,8 +59,7 @@ def main() -> int:
         )
     finally:
         if stack is not None:
-            stack.send_signal(signal.SIGTERM)
-            stack.wait(60)
+            stack.stop(reap_group=True)
     print(f"\n{summary(prefix)}\nreport: {prefix}.html, {prefix}_stats.csv", flush=True)
     return result.returncode
 

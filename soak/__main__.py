@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -20,29 +17,20 @@ import time
 from pathlib import Path
 
 from soak import report, sampler, traffic
-from stack.__main__ import free_port
+from stack import launch
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def start_stack(model_root: Path, work: Path, replicas: int) -> tuple[subprocess.Popen, Path]:
+def start_stack(model_root: Path, work: Path, replicas: int) -> launch.LocalStack:
     """A stack of our own on a free port over a copy of ``model_root`` (the soak upgrades it)."""
     models = work / "models"
     shutil.copytree(model_root, models, ignore=shutil.ignore_patterns(".staging-*"))
-    run_dir = work / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stack", "--port", str(free_port()), "--model-root", str(models),
-         "--run-dir", str(run_dir), "--replicas", str(replicas)],
-        cwd=REPO, stdout=open(work / "launcher.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 240
-    while not (run_dir / "stack.json").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            sys.exit(f"the stack did not start; see {work / 'launcher.log'}")
-        time.sleep(0.3)
-    return process, run_dir / "stack.json"
+    try:
+        return launch.start_stack(models, work / "run", args=("--replicas", str(replicas)),
+                                  log_path=work / "launcher.log")
+    except RuntimeError as error:
+        sys.exit(str(error))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stack_json:
         state_file = args.stack_json
     else:
-        own, state_file = start_stack(args.model_root.resolve(), work, args.replicas)
+        own = start_stack(args.model_root.resolve(), work, args.replicas)
+        state_file = own.run_dir / launch.STATE_FILE
     state = json.loads(state_file.read_text())
     stop = threading.Event()
     memory: list = []
@@ -74,9 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     chores = [threading.Thread(target=sampler.sample_memory, args=(state_file, args.sample_every, stop, memory),
                                daemon=True)]
     if args.upgrade_every > 0:
-        chores.append(threading.Thread(
-            target=sampler.upgrade_models, args=(Path(state["model_root"]), "digits", args.upgrade_every, stop, upgrades),
-            daemon=True))
+        chores.append(
+            threading.Thread(
+                target=sampler.upgrade_models,
+                args=(Path(state["model_root"]), "digits", args.upgrade_every, stop, upgrades),
+                daemon=True,
+            )
+        )
     print(f"soak: {args.seconds:.0f} s against {state['url']} ({args.concurrency} clients)", flush=True)
     started = time.monotonic()
     try:
@@ -88,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         for chore in chores:
             chore.join(30)
         if own is not None:
-            os.killpg(own.pid, signal.SIGINT)
-            own.wait(90)
+            own.stop(reap_group=True)
             shutil.rmtree(work, ignore_errors=True)
     result = report.build(time.monotonic() - started, tally.requests, tally.outcomes, tally.windows, args.window,
                           memory, upgrades, min(args.warmup, args.seconds / 3))

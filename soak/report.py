@@ -60,7 +60,9 @@ def markdown(report: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in sorted(report["by_kind"].items())),
         "- outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(report["outcomes"].items())),
         f"- errors of the stack: {report['errors']}"
-        + (" (" + ", ".join(f"{k}: {v}" for k, v in report["errors_by_kind"].items()) + ")" if report["errors"] else ""),
+        + (
+            " (" + ", ".join(f"{k}: {v}" for k, v in report["errors_by_kind"].items()) + ")" if report["errors"] else ""
+        ),
         f"- model upgrades: {len(report['upgrades'])}"
         + (f" (to version {report['upgrades'][-1]['version']})" if report["upgrades"] else ""),
         f"- largest RSS slope after {report['warmup_s']:.0f} s of warm-up: "
@@ -70,8 +72,10 @@ def markdown(report: dict) -> str:
         "",
         "| process | start | end | max | slope MiB/min |",
         "|---|---:|---:|---:|---:|",
-        *(f"| {p} | {m['start_mib']} | {m['end_mib']} | {m['max_mib']} | {m['slope_mib_per_min']:+.3f} |"
-          for p, m in report["memory"].items()),
+        *(
+            f"| {p} | {m['start_mib']} | {m['end_mib']} | {m['max_mib']} | {m['slope_mib_per_min']:+.3f} |"
+            for p, m in report["memory"].items()
+        ),
         "",
         "## p99 of served predictions over time",
         "",

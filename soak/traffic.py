@@ -19,6 +19,8 @@ from pathlib import Path
 
 import requests
 
+from stack import load
+
 REPO = Path(__file__).resolve().parents[1]
 PIXELS = json.loads((REPO / "examples/digit-0.json").read_text())["instances"][0]
 FLAT = [v for row in PIXELS for col in row for v in col]
@@ -101,30 +103,21 @@ def run(url: str, seconds: float, concurrency: int, window: float, tally: Tally,
     calls = [c for _, c in MIX]
     started = time.monotonic()
 
-    def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        session = requests.Session()
-        while not stop.is_set() and time.monotonic() - started < seconds:
-            with tally.lock:
-                if sum(tally.requests.values()) >= max_requests:
-                    return
-            call = rng.choices(calls, weights)[0]
-            sent = time.monotonic()
-            try:
-                response = session.request(call.method, url + call.path, data=call.body, headers=call.headers,
-                                           timeout=30)
-                outcome = classify(call, response)
-            except requests.RequestException as error:
-                outcome = f"error: {type(error).__name__}"
-            elapsed = time.monotonic() - sent
-            with tally.lock:
-                tally.requests[call.kind] += 1
-                tally.outcomes[outcome] += 1
-                if outcome == "ok":
-                    tally.windows.setdefault(int((sent - started) // window), []).append(elapsed)
+    def step(session: requests.Session, rng: random.Random) -> None:
+        call = rng.choices(calls, weights)[0]
+        sent = time.monotonic()
+        try:
+            response = session.request(call.method, url + call.path, data=call.body, headers=call.headers,
+                                       timeout=30)
+            outcome = classify(call, response)
+        except requests.RequestException as error:
+            outcome = f"error: {type(error).__name__}"
+        elapsed = time.monotonic() - sent
+        with tally.lock:
+            tally.requests[call.kind] += 1
+            tally.outcomes[outcome] += 1
+            if outcome == "ok":
+                tally.windows.setdefault(int((sent - started) // window), []).append(elapsed)
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(seconds + 60)
+    threads = load.Threads(step, concurrency=concurrency, max_requests=max_requests, max_seconds=seconds, stop=stop)
+    threads.start().join()

@@ -20,7 +20,7 @@ PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 PLACEHOLDERS = (
     "WORKER_PROCESSES", "PID_FILE", "ERROR_LOG", "ACCESS_LOG", "TEMP_DIR", "LISTEN",
     "UPSTREAM_SERVERS", "CLIENT_MAX_BODY_SIZE", "PROXY_READ_TIMEOUT", "RATE_LIMIT", "RATE_BURST",
-    "CLIENT_KEEPALIVE_TIME",
+    "CLIENT_KEEPALIVE_TIME", "GRPC_LISTEN", "GRPC_UPSTREAM_SERVERS",
 )
 
 
@@ -29,6 +29,8 @@ class NginxSettings:
     listen: str  # "127.0.0.1:8080" locally, "8080" in a pod
     upstreams: Sequence[str]  # gateway addresses, host:port
     run_dir: Path  # pid file and temp files
+    grpc_listen: str  # gRPC (HTTP/2): "127.0.0.1:8500" locally, "8500" in a pod
+    grpc_upstreams: Sequence[str]  # the gateway's gRPC addresses, host:port
     access_log: str = "off"
     error_log: str = "stderr"
     client_max_body_size: str = "8m"
@@ -50,9 +52,10 @@ class NginxSettings:
         # max_fails=0, as in the chart: a gateway listed twice must never be marked down by a
         # worker dying under a request ("no live upstreams" answered 481 requests with 502).
         # max_conns: the entries share max_inflight (the template's upstream block says why).
-        per_entry = -(-self.max_inflight // len(self.upstreams))
-        servers = "\n        ".join(f"server {address} max_fails=0 max_conns={per_entry};"
-                                     for address in self.upstreams)
+        def servers(addresses: Sequence[str]) -> str:
+            per_entry = -(-self.max_inflight // len(addresses))
+            return "\n        ".join(f"server {address} max_fails=0 max_conns={per_entry};" for address in addresses)
+
         return {
             "WORKER_PROCESSES": self.worker_processes,
             "PID_FILE": str(self.run_dir / "nginx.pid"),
@@ -60,12 +63,14 @@ class NginxSettings:
             "ACCESS_LOG": self.access_log,
             "TEMP_DIR": str(self.scratch),
             "LISTEN": self.listen,
-            "UPSTREAM_SERVERS": servers,
+            "UPSTREAM_SERVERS": servers(self.upstreams),
             "CLIENT_MAX_BODY_SIZE": self.client_max_body_size,
             "PROXY_READ_TIMEOUT": self.proxy_read_timeout,
             "RATE_LIMIT": self.rate_limit,
             "RATE_BURST": str(self.rate_burst),
             "CLIENT_KEEPALIVE_TIME": self.client_keepalive_time,
+            "GRPC_LISTEN": self.grpc_listen,
+            "GRPC_UPSTREAM_SERVERS": servers(self.grpc_upstreams),
         }
 
 

@@ -32,6 +32,22 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def raise_session_priority(steps: int) -> None:
+    """Raise this process's session group on the CPUs by ``steps`` nice levels, best effort.
+
+    Every service runs in a session of its own, and where the kernel groups processes by
+    session (autogroup, Debian's default) the groups share the CPUs equally, whatever a
+    process's own nice. On one machine the tier that refuses load (nginx) then waits its turn
+    behind the saturated Python tiers: shed p99 of 61-105 ms at twice the capacity, all of it
+    nginx's own immediate 503s (p50 0.2 ms). Its own CPU use is small, so a higher weight costs
+    the others little. Without the privilege (CAP_SYS_NICE) it stays at the default."""
+    for change in (lambda: os.nice(-steps), lambda: Path("/proc/self/autogroup").write_text(str(-steps))):
+        try:
+            change()
+        except OSError:
+            pass
+
+
 @dataclass
 class Service:
     name: str
@@ -41,6 +57,7 @@ class Service:
     log_path: Path
     stop_signal: int = signal.SIGTERM
     restart: bool = True
+    priority: int = 0  # nice levels above the default for the service's session group
     process: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
 
@@ -48,11 +65,16 @@ class Service:
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
                 list(self.argv), env={**os.environ, **self.env}, stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=self._prepare,
                 # Own session: Ctrl-C reaches only the launcher, which then stops the children
                 # in order and gracefully instead of all at once.
                 start_new_session=True,
             )
+
+    def _prepare(self) -> None:  # in the child, after its new session and before exec
+        _die_with_parent()
+        if self.priority:
+            raise_session_priority(self.priority)
 
     @property
     def pid(self) -> int | None:

@@ -36,7 +36,9 @@ def stack(tmp_path_factory, digits_version):
     if url:
         yield url.rstrip("/"), None
         return
-    url, local = start_stack(tmp_path_factory.mktemp("stack"), digits_version)
+    # The status page on, as an operator would turn it on (tests/e2e/test_status_page.py).
+    url, local = start_stack(tmp_path_factory.mktemp("stack"), digits_version,
+                             env={"GATEWAY_STATUS_PAGE": "1"})
     yield url, local
     assert local.stop() == 0
 

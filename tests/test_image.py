@@ -32,8 +32,14 @@ from tests.support.servers import REPO, free_port
 # the first test's fixtures, which pytest-timeout counts against that test.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-# Debian's client: it builds with BuildKit without the buildx plugin (see tools/build-image.sh).
-DOCKER = os.environ.get("DOCKER") or ("/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
+
+
+def docker_client() -> str:
+    """Debian's client, which builds with BuildKit without the buildx plugin (see
+    tools/build-image.sh). Chosen at each call: on a fresh machine tools/docker-engine.sh
+    installs it during the first fixture, and a newer client found earlier on PATH cannot build."""
+    return os.environ.get("DOCKER") or ("/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
+
 BASE_IMAGE = os.environ.get("IMAGE_TEST_BASE", "ci/bookworm-python:12")
 UID = "10001"
 STOP_GRACE = 30  # seconds `docker stop` waits before it kills
@@ -41,7 +47,7 @@ GATEWAY_CONFIG = REPO / "services/gateway/gunicorn.conf.py"
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run([docker_client(), *args], capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         output = result.stderr + result.stdout
         raise AssertionError(f"docker {' '.join(args)} -> {result.returncode}:\n{output}")
@@ -63,7 +69,7 @@ def setup_step(
     """Run a tools/ script; exit 2 means 'this user cannot do it here' and skips the module."""
     started = time.perf_counter()
     result = subprocess.run(
-        list(argv), cwd=REPO, env={**os.environ, "DOCKER": DOCKER, **(env or {})},
+        list(argv), cwd=REPO, env={**os.environ, "DOCKER": docker_client(), **(env or {})},
         capture_output=True, text=True, timeout=1500,
     )
     output = (result.stdout + result.stderr).strip()
@@ -90,6 +96,7 @@ def image(request: pytest.FixtureRequest) -> str:
 class Container:
     name: str
     url: str
+    grpc: str  # host:port of its gRPC server
 
     def logs(self) -> str:
         result = docker("logs", "--tail", "60", self.name, check=False)
@@ -117,12 +124,14 @@ def start(
     image: str, command: str, bind_env: str, ready_path: str, env: dict[str, str] | None = None,
     *extra: str, timeout: float = 180,
 ) -> Iterator[Container]:
-    """A hardened container of `command` on a free loopback port, once `ready_path` answers 200."""
-    port = free_port()
+    """A hardened container of `command` on free loopback ports (HTTP, and gRPC: the image's own
+    8500 would be shared by both containers on the host network), once `ready_path` answers 200."""
+    port, grpc_port = free_port(), free_port()
     name = f"modelserver-test-{command}-{uuid.uuid4().hex[:8]}"
-    settings = {bind_env: f"127.0.0.1:{port}", **(env or {})}
+    settings = {bind_env: f"127.0.0.1:{port}", bind_env.replace("_BIND", "_GRPC_BIND"): f"127.0.0.1:{grpc_port}",
+                **(env or {})}
     docker(*hardened(image, command, settings, "--name", name, *extra))
-    container = Container(name, f"http://127.0.0.1:{port}")
+    container = Container(name, f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}")
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -167,6 +176,8 @@ def test_image_metadata(image: str, request: pytest.FixtureRequest):
     assert "healthcheck.py" in " ".join(config["Healthcheck"]["Test"])
     assert {"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1"} <= set(config["Env"])
     assert config["Cmd"] == ["inference"]
+    assert {"8080/tcp", "8000/tcp", "8500/tcp"} <= set(config["ExposedPorts"])
+    assert {"INFERENCE_GRPC_BIND=0.0.0.0:8500", "GATEWAY_GRPC_BIND=0.0.0.0:8500"} <= set(config["Env"])
     assert not any(tag.endswith(":latest") for tag in info["RepoTags"])
     layers = docker("history", "--format", "{{.Size}} {{.CreatedBy}}", image).stdout.splitlines()
     venv = next(row.split()[0] for row in layers if "/opt/venv /opt/venv" in row)
@@ -294,6 +305,18 @@ def gateway(
 
 def test_gateway_forwards_predictions_to_the_inference_container(gateway: Container):
     assert_reads_the_examples_zero(gateway.url)
+
+
+def test_gateway_forwards_grpc_predictions_to_the_inference_containers_grpc_port(gateway: Container):
+    """The gateway learns the inference container's gRPC port from its /readyz."""
+    import tritonclient.grpc as triton
+
+    image = np.asarray(json.loads((REPO / "examples/digit-0.json").read_text())["instances"], dtype=np.float32)
+    pixels = triton.InferInput("pixels", list(image.shape), "FP32")
+    pixels.set_data_from_numpy(image)
+    result = triton.InferenceServerClient(gateway.grpc).infer("digits", [pixels], client_timeout=30)
+    (output,) = result.get_response().outputs
+    assert np.argmax(result.as_numpy(output.name)) == 0
 
 
 def test_gateway_runs_as_non_root_without_tensorflow(gateway: Container):

@@ -39,7 +39,7 @@ def test_markdown_table_rows_stay_in_their_table():
     stranded = []
     for path in (p for p in tracked() if p.suffix == ".md"):
         lines = (REPO / path).read_text().splitlines()
-        for number, (previous, line, after) in enumerate(zip(["", *lines], lines, [*lines[1:], ""]), 1):
+        for number, (previous, line, after) in enumerate(zip(["", *lines], lines, [*lines[1:], ""], strict=False), 1):
             if line.startswith("|") and not previous.startswith("|") and not after.startswith("|-"):
                 stranded.append(f"{path}:{number}")
     assert not stranded, stranded

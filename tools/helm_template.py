@@ -31,7 +31,9 @@ def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
-def values_from(files: Sequence[Path] = (), sets: Sequence[str] = (), set_strings: Sequence[str] = ()) -> dict[str, Any]:
+def values_from(
+    files: Sequence[Path] = (), sets: Sequence[str] = (), set_strings: Sequence[str] = ()
+) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for path in files:
         merge(values, helm.values_from_yaml(Path(path).read_text()) or {})

@@ -3,7 +3,8 @@
 # As root it runs apt-get; otherwise it prints what to install and fails.
 # Usage: tools/system-packages.sh COMMAND:PACKAGE [COMMAND:PACKAGE ...]
 #   e.g. tools/system-packages.sh nginx:nginx-light wrk:wrk
-# A COMMAND of the form python3-venv is checked by trying `python3 -m venv`.
+# A COMMAND of the form python3-venv is checked by trying `python3 -m venv`; one of the form
+# dpkg (e.g. dpkg:libb64-0d, for a library) by asking dpkg whether the package is installed.
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,8 @@ for pair in "$@"; do
     case "$cmd" in
         python3-venv)
             ${PYTHON:-python3} -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=("$pkg") ;;
+        dpkg)
+            dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg") ;;
         *)
             command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg") ;;
     esac

@@ -36,3 +36,21 @@ def configure(level: str = "info") -> None:
     handler.setFormatter(JSONFormatter())
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class AccessLog:
+    """One JSON line per request on its own logger; off, no line is even formatted."""
+
+    def __init__(self, name: str) -> None:
+        self._log = logging.getLogger(name)
+
+    def enable(self, on: bool) -> None:
+        self._log.setLevel(logging.NOTSET if on else logging.WARNING)
+
+    def on(self, *, quiet: bool = False) -> bool:
+        """Whether a line would be written: ask before building its fields (the hot path)."""
+        return self._log.isEnabledFor(logging.DEBUG if quiet else logging.INFO)
+
+    def write(self, fields: dict[str, Any], *, quiet: bool = False) -> None:
+        """``quiet``: at debug level (health checks), not to add noise."""
+        self._log.log(logging.DEBUG if quiet else logging.INFO, "request", extra={"fields": fields})

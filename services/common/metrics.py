@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from flask import Response
 
@@ -46,16 +47,33 @@ def mark_process_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
+def registry() -> Any:
+    """Every worker's samples (summed as each metric's mode says), or this process's alone."""
+    from prometheus_client import REGISTRY, CollectorRegistry
+
+    if not os.environ.get(ENV):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    aggregated = CollectorRegistry()
+    multiprocess.MultiProcessCollector(aggregated)
+    return aggregated
+
+
+def samples(prefix: str) -> list[Any]:
+    """The current samples whose name starts with ``prefix``, over all workers: what a view
+    that must answer for the whole server (not the worker it runs in) reads."""
+    return [
+        sample
+        for family in registry().collect()
+        for sample in family.samples
+        if sample.name.startswith(prefix)
+    ]
+
+
 def metrics_response() -> Response:
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    if os.environ.get(ENV):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
     # content_type, not mimetype: Flask appends "; charset=utf-8" to a text/* mimetype, and
     # CONTENT_TYPE_LATEST carries its charset already (scrapers saw it twice).
-    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)

@@ -54,7 +54,7 @@ def _cast(raw: str, kind: Any, env: str) -> Any:
             return _number(naturals.parse_float(raw.strip()), "a decimal number")
         if kind is Path:
             return Path(raw)
-        if kind == str or kind == (str | None):
+        if kind is str or kind == (str | None):
             return raw
         if kind == tuple[str, ...]:
             return tuple(part.strip() for part in raw.split(",") if part.strip())

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable
 
 from services.common.errors import Unauthorized
-from services.gateway.watched_file import WatchedFile
+from services.common.watched_file import WatchedFile
 
 log = logging.getLogger(__name__)
 

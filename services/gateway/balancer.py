@@ -23,9 +23,12 @@ class Balancer:
     def ready(self) -> list[Backend]:
         return [b for b in self.backends if self.model in b.serving]
 
-    def choose(self, avoid: Backend | None = None) -> Backend | None:
-        """The next replica, never ``avoid`` unless it is the only one."""
+    def choose(self, avoid: Backend | None = None, *, grpc: bool = False) -> Backend | None:
+        """The next replica, never ``avoid`` unless it is the only one; with ``grpc``, only
+        replicas that said they serve gRPC."""
         backends = self.backends
+        if grpc:
+            backends = tuple(b for b in backends if b.grpc_port is not None)
         count = len(backends)
         if count == 0:
             return None

@@ -19,6 +19,8 @@ def model_entry(route: Route, forwarder: Forwarder, due: Deadline, request_id: s
     entry: dict[str, Any] = {"name": route.name}
     if route.canary:
         entry["canary"] = route.canary.weights
+        if route.canary.by == "label":
+            entry["canary_by"] = "label"  # the weights' keys are version labels
     try:
         reply = forwarder.forward(
             route, "GET", f"/v1/models/{route.name}", None, {requestid.HEADER: request_id}, due

@@ -17,6 +17,16 @@ PREFIX = "GATEWAY_"
 @dataclass(frozen=True)
 class GatewaySettings:
     bind: str = setting("127.0.0.1:8000", "Address Gunicorn listens on (`host:port`).")
+    grpc_bind: str = setting(
+        "", "Address (`host:port`) of the gRPC front door: TF Serving's `PredictionService` and "
+        "`ModelService`, the Open Inference Protocol's `GRPCInferenceService` and `grpc.health.v1`, "
+        "routed like HTTP to each replica's gRPC port (from its `/readyz`). Every worker serves "
+        "it on the one port (`SO_REUSEPORT`); empty = off."
+    )
+    grpc_channels: int = setting(
+        8, "gRPC channels (connections) each worker keeps to each replica: the replica's kernel "
+        "spreads connections, not calls, over its workers.", minimum=1,
+    )
     routes_file: str = setting(
         "", "YAML routes file: per model, its inference backends and optional canary weights "
         "(required). Re-read when it changes, and on SIGHUP."
@@ -27,6 +37,14 @@ class GatewaySettings:
     api_keys_file: str = setting(
         "", "File of API keys, one per line (`#` comments), e.g. a mounted Secret; re-read when "
         "it changes. Combined with `GATEWAY_API_KEYS`."
+    )
+    admin_keys: tuple[str, ...] = setting(
+        (), "Comma-separated admin keys: the only keys Triton's repository control "
+        "(`/v2/repository/models/<m>/load|unload`) accepts, and no good for model calls. "
+        "Unset (and no `GATEWAY_ADMIN_KEYS_FILE`): those calls get 403."
+    )
+    admin_keys_file: str = setting(
+        "", "File of admin keys, one per line, e.g. a mounted Secret; re-read when it changes."
     )
     rate_limit: float = setting(
         0.0, "Requests per second allowed per API key (shared by all workers); 0 = no limit. "
@@ -65,7 +83,8 @@ class GatewaySettings:
         minimum=0.001,
     )
     max_body_bytes: int = setting(
-        8 * 1024 * 1024, "Largest request body accepted; larger ones get 413.", minimum=1
+        8 * 1024 * 1024, "Largest request body accepted; larger ones get 413 (a gRPC message: "
+        "RESOURCE_EXHAUSTED).", minimum=1
     )
     health_interval: float = setting(
         1.0, "Seconds between readiness probes of each backend (`/readyz`).", minimum=0.05
@@ -87,6 +106,13 @@ class GatewaySettings:
         True, "One JSON line per request on the log (model, version, backend, retry, caller). "
         "Behind nginx, which logs every request too, the chart and `make run` turn it off."
     )
+    status_page: bool = setting(
+        False, "Serve the live status page `/status` (and its data, `/status.json`): every routed "
+        "model, its canary weights, each replica's state, and charts of the last minutes' request "
+        "rate, 5xx ratio and upstream p99. Read-only, and open without an API key when on, like "
+        "`/metrics`; off, both answer 404. nginx never proxies them: reach the gateway itself "
+        "(e.g. `kubectl port-forward`)."
+    )
     log_level: str = setting("info", "Log level: debug, info, warning, error.")
 
     @property
@@ -103,6 +129,10 @@ def load_settings(**overrides: object) -> GatewaySettings:
     result = settings.load(GatewaySettings, PREFIX, **overrides)
     if not result.routes_file:
         raise settings.SettingsError(f"{PREFIX}ROUTES_FILE is required: the YAML file of routes")
+    if set(result.admin_keys) & set(result.api_keys):
+        raise settings.SettingsError(
+            f"{PREFIX}ADMIN_KEYS and {PREFIX}API_KEYS share a key: an admin key must be its own"
+        )
     return result
 
 

@@ -1,10 +1,11 @@
 """Gunicorn settings for the gateway, all taken from GatewaySettings."""
 
-from services.common import lifecycle, metrics
-from services.common.gunicorn_config import common
-from services.common.gunicorn_hooks import child_exit  # noqa: F401
+from services.common import metrics
 from services.gateway import ratelimit
 from services.gateway.config import load_settings
+from services.runtime import lifecycle
+from services.runtime.gunicorn_config import common
+from services.runtime.gunicorn_hooks import child_exit  # noqa: F401
 
 # I/O-bound: a thread per in-flight request waits on its replica with the GIL released; measured
 # against gevent in docs/architecture.md ("Gateway"). The app (and so the routes file) is built

@@ -26,24 +26,39 @@ _RECV = 256 * 1024
 _NO_BODY = {204, 304}
 
 
-class ClientError(Exception):
-    """Base of the ways a request can fail without an answer."""
+class TransportError(Exception):
+    """No answer to a request: the base of the ways an exchange fails without one (httpx's
+    ``TransportError``). ``reason`` names the way in metrics and retries; ``backend`` is set by
+    the replica that owns the connection (``upstream.Backend``), for the access log."""
+
+    reason = "transport"
+
+    def __init__(self, message: str, *, backend: str = "") -> None:
+        super().__init__(message)
+        self.backend = backend
 
 
-class ConnectError(ClientError):
+class ConnectError(TransportError):
     """The connection could not be opened: nothing was sent."""
 
+    reason = "connect"
 
-class ConnectionLost(ClientError):
-    """The connection closed or broke before the whole answer arrived."""
+
+class ConnectionLost(TransportError):
+    """The connection closed or broke before the whole answer arrived (e.g. the replica died
+    mid-request); predictions are idempotent, so repeating one is still safe."""
+
+    reason = "dropped"
 
     def __init__(self, message: str, answered: bool = False) -> None:
         super().__init__(message)
         self.answered = answered  # some of the answer had arrived
 
 
-class ReadTimeout(ClientError):
+class ReadTimeout(TransportError):
     """The deadline passed while waiting for the answer."""
+
+    reason = "timeout"
 
 
 class MalformedResponse(ConnectionLost):

@@ -13,24 +13,24 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common import deadline, requestid
+from services.common import deadline, requestid, tracing
 from services.common.errors import BadGateway, GatewayTimeout, Unavailable
+from services.gateway.httpclient import ConnectError, ConnectionLost, ReadTimeout, TransportError
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.routing import Route
-from services.gateway.upstream import Backend, ConnectFailed, Dropped, Reply, TimedOut
+from services.gateway.upstream import Backend, Reply
 
 log = logging.getLogger(__name__)
 
-# Request headers a replica needs to read the body as the client meant it, plus trace context.
-# An allowlist: credentials (Authorization, X-API-Key) and hop-by-hop headers never travel on.
+# Request headers a replica needs to read the body as the client meant it. An allowlist:
+# credentials (Authorization, X-API-Key) and hop-by-hop headers never travel on; the trace
+# context goes on as each attempt's own span (``Forwarder``).
 _FORWARDED = (
     ("CONTENT_TYPE", "Content-Type"),
     ("HTTP_CONTENT_ENCODING", "Content-Encoding"),
     ("HTTP_ACCEPT", "Accept"),
     ("HTTP_ACCEPT_ENCODING", "Accept-Encoding"),
     ("HTTP_INFERENCE_HEADER_CONTENT_LENGTH", "Inference-Header-Content-Length"),
-    ("HTTP_TRACEPARENT", "traceparent"),
-    ("HTTP_TRACESTATE", "tracestate"),
 )
 
 
@@ -63,57 +63,69 @@ class Forwarder:
 
     def forward(
         self, route: Route, method: str, target: str, body: bytes | None,
-        headers: dict[str, str], due: Deadline,
+        headers: dict[str, str], due: Deadline, trace: tracing.TraceContext | None = None,
     ) -> Forwarded:
+        """``trace``: the gateway's span for this request; each attempt is a span under it."""
         backend = route.balancer.choose()
         if backend is None:
             raise Unavailable(f"model '{route.name}' has no replica to send to", retry_after=1)
-        first = self._attempt(route, backend, method, target, body, headers, due)
+        first = self.attempt(route, backend, method, target, body, headers, due, trace, "")
         if isinstance(first, Reply) and first.status != 503:
             return Forwarded(first, backend, "")
-        reason = "503" if isinstance(first, Reply) else first
+        reason = "503" if isinstance(first, Reply) else first.reason
         other = route.balancer.choose(avoid=backend)
         last = first
         if other is not None and due.remaining() > 0:
             self._m.retries.labels(route.name, reason).inc()
-            last = self._attempt(route, other, method, target, body, headers, due)
+            last = self.attempt(route, other, method, target, body, headers, due, trace, reason)
             if isinstance(last, Reply):
                 return Forwarded(last, other, reason)
         if isinstance(first, Reply):  # the retry failed too: the first replica's 503 stands
             return Forwarded(first, backend, "")
-        if last == "dropped":
-            raise BadGateway(f"a replica of model '{route.name}' closed the connection without answering")
-        raise Unavailable(f"no replica of model '{route.name}' could be reached", retry_after=1)
+        if isinstance(last, ConnectionLost):
+            raise BadGateway(f"a replica of model '{route.name}' closed the connection without answering",
+                             upstream=last.backend)
+        raise Unavailable(f"no replica of model '{route.name}' could be reached", retry_after=1,
+                          upstream=last.backend)
 
-    def _attempt(
+    def attempt(
         self, route: Route, backend: Backend, method: str, target: str, body: bytes | None,
-        headers: dict[str, str], due: Deadline,
-    ) -> Reply | str:
-        """The replica's answer, or why there is none: "connect" or "dropped"."""
+        headers: dict[str, str], due: Deadline, trace: tracing.TraceContext | None = None, retry: str = "",
+    ) -> Reply | TransportError:
+        """The replica's answer, or why there is none (a refused or lost connection); a passed
+        deadline raises :class:`GatewayTimeout`."""
         remaining = due.remaining()
         if remaining <= 0:
             raise self._late(route, due, backend)
         headers[deadline.HEADER] = f"{remaining:.3f}"  # the replica stops working when we stop waiting
+        span = tracing.tracer().start("forward", trace, attributes={
+            "modelserver.backend": backend.label, "modelserver.retry": retry or "none",
+        })
+        headers.update(span.context.headers())
+        outcome, failed = "timeout", True
         started = time.perf_counter()
         try:
-            return backend.send(
+            reply = backend.send(
                 method, target, body, headers, connect_timeout=self._connect_timeout, deadline=due.at
             )
-        except TimedOut:
+            outcome, failed = str(reply.status), reply.status >= 500
+            return reply
+        except ReadTimeout:
             raise self._late(route, due, backend) from None
-        except ConnectFailed:
-            if backend.serving:
-                log.warning("backend unreachable, out of rotation until a probe finds it ready",
-                            extra={"fields": {"backend": backend.label}})
-            backend.serving = frozenset()
-            return "connect"
-        except Dropped:
-            return "dropped"
+        except TransportError as error:
+            if isinstance(error, ConnectError):
+                if backend.serving:
+                    log.warning("backend unreachable, out of rotation until a probe finds it ready",
+                                extra={"fields": {"backend": backend.label}})
+                backend.serving = frozenset()
+            outcome = error.reason
+            return error
         finally:
             self._m.upstream_latency.labels(route.name, backend.label).observe(time.perf_counter() - started)
+            span.set("modelserver.outcome", outcome)
+            span.end(error=failed)
 
     @staticmethod
     def _late(route: Route, due: Deadline, backend: Backend) -> GatewayTimeout:
-        error = GatewayTimeout(f"model '{route.name}' did not answer within the deadline of {due.budget:g} s")
-        error.backend = backend.label  # type: ignore[attr-defined]  (for the access log)
-        return error
+        return GatewayTimeout(f"model '{route.name}' did not answer within the deadline of {due.budget:g} s",
+                              upstream=backend.label)

@@ -6,6 +6,9 @@
       digits:
         backends: ["127.0.0.1:8501", "inference-digits:8080"]  # host:port; a name may resolve to many
         versions: {"1": 90, "2": 10}                            # optional weighted canary
+      other:
+        backends: ["inference-other:8080"]
+        labels: {"stable": 90, "canary": 10}                    # or one between version labels
 
 Parsing is pure and strict (unknown keys are typos, not options), so a bad edit is refused with a
 message naming the place, and the routes in force stay in force.
@@ -22,10 +25,10 @@ from typing import Any
 import yaml
 
 from services.common import naturals
-from services.protocol.facts import MODEL_NAME
+from services.protocol.facts import MODEL_NAME, VERSION_LABEL
 
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
-_MODEL_KEYS = {"backends", "versions"}
+_MODEL_KEYS = {"backends", "versions", "labels"}
 
 
 class RoutesFileError(ValueError):
@@ -48,6 +51,7 @@ class ModelRoute:
     name: str
     targets: tuple[Target, ...]
     versions: tuple[tuple[str, int], ...] = ()  # (version, weight); empty: no canary
+    labels: tuple[tuple[str, int], ...] = ()  # (version label, weight): a canary between labels
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,12 @@ def _model(name: str, entry: Any, where: str) -> ModelRoute:
     if not isinstance(backends, list) or not backends:
         raise RoutesFileError(f"{where}.backends: expected a non-empty list of host:port")
     targets = tuple(dict.fromkeys(parse_target(b, f"{where}.backends") for b in backends))
-    return ModelRoute(name, targets, _versions(entry.get("versions"), f"{where}.versions"))
+    if "versions" in entry and "labels" in entry:
+        raise RoutesFileError(f"{where}: a canary splits by 'versions' or by 'labels', not both")
+    return ModelRoute(
+        name, targets, _versions(entry.get("versions"), f"{where}.versions"),
+        _labels(entry.get("labels"), f"{where}.labels"),
+    )
 
 
 def parse_target(value: Any, where: str) -> Target:
@@ -113,21 +122,39 @@ def _is_ip(host: str) -> bool:
 
 
 def _versions(value: Any, where: str) -> tuple[tuple[str, int], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, dict) or not value:
-        raise RoutesFileError(f"{where}: expected a mapping of version to weight")
-    weights = []
-    for version, weight in value.items():
-        text = str(version)
-        number = None if isinstance(version, bool) else naturals.parse(text)
+    def version(key: Any) -> str:
+        number = None if isinstance(key, bool) else naturals.parse(str(key))
         if number is None:
-            raise RoutesFileError(f"{where}: version {version!r} is not an integer")
+            raise RoutesFileError(f"{where}: version {key!r} is not an integer")
+        return str(number)
+
+    weights = _weights(value, where, "version", version)
+    return tuple(sorted(weights, key=lambda vw: int(vw[0])))
+
+
+def _labels(value: Any, where: str) -> tuple[tuple[str, int], ...]:
+    def label(key: Any) -> str:
+        if not isinstance(key, str) or not VERSION_LABEL.fullmatch(key):
+            raise RoutesFileError(f"{where}: label {key!r}: labels are letters, digits, '.', '_', '-'")
+        return key
+
+    return tuple(sorted(_weights(value, where, "label", label)))
+
+
+def _weights(value: Any, where: str, what: str, key: Any) -> list[tuple[str, int]]:
+    """A canary's ``{version or label: weight}``, each key checked by ``key``."""
+    if value is None:
+        return []
+    if not isinstance(value, dict) or not value:
+        raise RoutesFileError(f"{where}: expected a mapping of {what} to weight")
+    weights = []
+    for raw, weight in value.items():
+        name = key(raw)
         if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0:
-            raise RoutesFileError(f"{where}.{text}: weight {weight!r} is not a whole number >= 0")
-        weights.append((str(number), weight))
+            raise RoutesFileError(f"{where}.{raw}: weight {weight!r} is not a whole number >= 0")
+        weights.append((name, weight))
     if len({v for v, _ in weights}) < len(weights):
-        raise RoutesFileError(f"{where}: a version is listed twice")
+        raise RoutesFileError(f"{where}: a {what} is listed twice")
     if not any(w for _, w in weights):
         raise RoutesFileError(f"{where}: at least one weight must be above 0")
-    return tuple(sorted(weights, key=lambda vw: int(vw[0])))
+    return weights

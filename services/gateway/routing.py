@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.watched_file import WatchedFile
 from services.gateway import routes_file
 from services.gateway.balancer import Balancer
 from services.gateway.canary import Canary
 from services.gateway.discovery import Resolver, resolve
 from services.gateway.routes_file import ModelRoute, Routes, Target
 from services.gateway.upstream import Backend, BackendRegistry
-from services.gateway.watched_file import WatchedFile
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,10 @@ class Router:
         for name, model in spec.models.items():
             old = self.routes.get(name)
             balancer = old.balancer if old else Balancer(name)  # keeps its round-robin turn
-            canary = Canary(model.versions) if model.versions else None
+            canary = (
+                Canary(model.versions) if model.versions
+                else Canary(model.labels, by="label") if model.labels else None
+            )
             routes[name] = Route(name, model.targets, balancer, canary)
         for name, route in routes.items():
             route.balancer.backends = backends[name]
@@ -150,7 +153,7 @@ class Router:
     def describe(self) -> dict[str, object]:
         return {
             name: {"backends": [b.label for b in r.balancer.backends],
-                   **({"versions": r.canary.weights} if r.canary else {})}
+                   **({f"{r.canary.by}s": r.canary.weights} if r.canary else {})}
             for name, r in self.routes.items()
         }
 

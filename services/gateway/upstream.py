@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from services.gateway import httpclient
 
@@ -19,22 +20,6 @@ _NOT_RELAYED = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
      "upgrade", "content-length", "date", "server", "x-request-id"}
 )
-
-
-class UpstreamFailure(Exception):
-    """No usable answer from a replica."""
-
-
-class ConnectFailed(UpstreamFailure):
-    """The connection could not be opened: nothing was sent."""
-
-
-class Dropped(UpstreamFailure):
-    """The connection broke before a complete answer (e.g. the replica died mid-request)."""
-
-
-class TimedOut(UpstreamFailure):
-    """The replica did not answer within the time left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +38,11 @@ class Backend:
         self.label = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         # Models this replica reported ready at the last probe; emptied by a failed connect.
         self.serving: frozenset[str] = frozenset()
+        self.versions: dict[str, str] = {}  # model -> default version, at the last probe (the status page)
         self.probed = False  # set by the first probe; new replicas are probed before use
+        self.grpc_port: int | None = None  # its gRPC port, from its probes (None: no gRPC)
+        self.grpc: Any = None  # the gRPC front door's channels to it (services/gateway/grpc_front.py)
+        self.revivals = 0  # times a probe found it ready again after it was not
         self._pool = httpclient.ConnectionPool(host, port, max_idle=pool_size)
 
     def __repr__(self) -> str:
@@ -63,22 +52,22 @@ class Backend:
         self, method: str, target: str, body: bytes | None, headers: Mapping[str, str],
         *, connect_timeout: float, deadline: float,
     ) -> Reply:
-        """One request, bodies as bytes both ways (never decoded or re-encoded)."""
+        """One request, bodies as bytes both ways (never decoded or re-encoded); no answer
+        raises :class:`httpclient.TransportError` naming this replica."""
         try:
             response = self._pool.request(
                 method, target, body, headers, connect_timeout=connect_timeout, deadline=deadline
             )
-        except httpclient.ConnectError as error:
-            raise ConnectFailed(str(error)) from None
-        except httpclient.ReadTimeout as error:
-            raise TimedOut(str(error)) from None
-        except httpclient.ConnectionLost as error:
-            raise Dropped(str(error)) from None
+        except httpclient.TransportError as error:
+            error.backend = self.label
+            raise
         relayed = [(k, v) for k, v in response.headers if k.lower() not in _NOT_RELAYED]
         return Reply(response.status, relayed, response.body)
 
     def close(self) -> None:
         self._pool.close()
+        if self.grpc is not None:
+            self.grpc.close()
 
 
 class BackendRegistry:

@@ -26,8 +26,11 @@ import numpy as np
 from services.common.errors import GatewayTimeout, Overloaded, ServerError, ServingError
 
 Run = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
-# Called after every model call: (rows in the batch, requests in it, seconds it took).
-Observer = Callable[[int, int, float], None]
+# Called after every model call: (rows in the batch, requests in it, seconds it took, and for
+# each request the seconds from its arrival to the start of that call).
+Observer = Callable[[int, int, float, list[float]], None]
+# One model call's seconds assumed until a measurement says otherwise.
+DEFAULT_BATCH_SECONDS = 0.001
 
 
 @dataclass(frozen=True)
@@ -39,21 +42,44 @@ class BatchPolicy:
 
 
 @dataclass(eq=False)
+class Timing:
+    """Where one request's time went in the batcher (``time.monotonic()`` readings), for its
+    trace and the statistics extension: queued from ``queued`` to ``started``, then the model
+    call of its batch until ``ended``."""
+
+    queued: float = 0.0
+    started: float = 0.0
+    ended: float = 0.0
+    batch_rows: int = 0
+    batch_requests: int = 0
+
+    @property
+    def queue(self) -> float:
+        return max(0.0, self.started - self.queued) if self.ended else 0.0
+
+    @property
+    def compute(self) -> float:
+        return self.ended - self.started if self.ended else 0.0
+
+
+@dataclass(eq=False)
 class _Request:
     arrays: Sequence[np.ndarray]
     rows: int
     key: tuple[tuple[int, ...], ...]  # trailing shapes: only equal keys can share a batch
+    arrived: float  # time.monotonic() at the server, for the queue wait
     deadline: float
     wake: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     finished: bool = False
     result: list[np.ndarray] | None = None
     error: BaseException | None = None
+    timing: Timing | None = None
 
 
 class Batcher:
     def __init__(
-        self, run: Run, policy: BatchPolicy, *, batch_seconds: float = 0.001,
+        self, run: Run, policy: BatchPolicy, *, batch_seconds: float = DEFAULT_BATCH_SECONDS,
         batch_rows: int = 1, observe: Observer | None = None,
     ) -> None:
         self._run = run
@@ -81,12 +107,14 @@ class Batcher:
         return running + self._queued_rows * self._row_seconds + own
 
     def submit(
-        self, arrays: Sequence[np.ndarray], timeout: float, arrived: float | None = None
+        self, arrays: Sequence[np.ndarray], timeout: float, arrived: float | None = None,
+        timing: Timing | None = None,
     ) -> list[np.ndarray]:
         """Run ``arrays`` (one per input, same row count) through the model, batched with others.
 
         ``arrived``: ``time.monotonic()`` when the request reached the server (default: now);
-        the timeout and the admission budget both count from then.
+        the timeout and the admission budget both count from then. ``timing``, when given, is
+        filled in with the request's queue wait and model call.
         """
         now = time.monotonic()
         arrived = now if arrived is None else min(arrived, now)
@@ -95,8 +123,12 @@ class Batcher:
             arrays=arrays,
             rows=rows,
             key=tuple(a.shape[1:] for a in arrays),
+            arrived=arrived,
             deadline=arrived + timeout,
+            timing=timing,
         )
+        if timing is not None:
+            timing.queued = now
         with self._lock:
             self._admit(request, waited=now - arrived)
             self._queue.append(request)
@@ -188,6 +220,7 @@ class Batcher:
             return batch
 
     def _execute(self, batch: list[_Request]) -> None:
+        begun = time.monotonic()
         started = time.perf_counter()
         try:
             if len(batch) == 1:
@@ -220,8 +253,11 @@ class Batcher:
         self._call_seconds += 0.2 * (seconds - self._call_seconds)
         self._row_seconds += 0.2 * (seconds / rows - self._row_seconds)
         if self._observe is not None:
-            self._observe(rows, len(batch), seconds)
+            self._observe(rows, len(batch), seconds, [begun - r.arrived for r in batch])
         for r in batch:
+            if r.timing is not None:
+                t = r.timing
+                t.started, t.ended, t.batch_rows, t.batch_requests = begun, begun + seconds, rows, len(batch)
             r.finished = True
             r.wake.set()
 

@@ -18,10 +18,16 @@ PREFIX = "INFERENCE_"
 @dataclass(frozen=True)
 class InferenceSettings:
     model_root: Path = setting(
-        Path("models"), "Directory of models: `<name>/<integer version>/model.keras`.",
+        Path("models"), "Directory of models: `<name>/<integer version>/` with `model.keras` or a SavedModel.",
         aliases=("MODEL_ROOT",),
     )
     bind: str = setting("127.0.0.1:8080", "Address Gunicorn listens on (`host:port`).")
+    grpc_bind: str = setting(
+        "", "Address (`host:port`) of the gRPC server every worker runs beside HTTP, all workers on "
+        "one port (`SO_REUSEPORT`): TF Serving's `PredictionService` and `ModelService`, the Open "
+        "Inference Protocol's `GRPCInferenceService` and `grpc.health.v1.Health`. `/readyz` names "
+        "its port (`grpc_port`). Messages are limited to `INFERENCE_MAX_BODY_BYTES`. Empty = off."
+    )
     workers: int = setting(
         2, "Gunicorn worker processes; each loads every model (memory = workers x models).",
         minimum=1,
@@ -45,7 +51,8 @@ class InferenceSettings:
         minimum=0,
     )
     max_body_bytes: int = setting(
-        8 * 1024 * 1024, "Largest request body accepted; larger ones get 413.", minimum=1
+        8 * 1024 * 1024, "Largest request body (or gRPC message) accepted; larger ones get 413 "
+        "(gRPC: RESOURCE_EXHAUSTED).", minimum=1
     )
     request_timeout: float = setting(
         30.0, "Seconds a request may wait for its result before it gets 504.", minimum=0.001
@@ -73,16 +80,39 @@ class InferenceSettings:
         2.0, "How often the model root is rescanned for new, changed or removed versions; 0 = never.",
         minimum=0.0,
     )
+    model_config_file: str = setting(
+        "", "TensorFlow Serving's model config file (`--model_config_file`, the `model_config_list` "
+        "text format): the models to serve, each with its `base_path`, version policy and version "
+        "labels; replaces the scan of the model root. A relative `base_path` is under the file's "
+        "directory. Empty = scan `INFERENCE_MODEL_ROOT`."
+    )
+    model_config_poll_seconds: float = setting(
+        2.0, "How often the model config file is re-read for changes (TF Serving's "
+        "`--model_config_file_poll_wait_seconds`); a bad edit is refused and the config in force "
+        "stays. 0 = read once at start.",
+        minimum=0.0,
+    )
     allow_signature_change: bool = setting(
         False, "Let a new version change input/output names, dtypes or shapes (off: it is refused)."
     )
     allow_nonfinite: bool = setting(
         False, "Accept NaN/Infinity in inputs (TF Serving's JSON tokens); off: 400."
     )
+    repository_control: str = setting(
+        "loopback", "Who may call Triton's repository control, `POST /v2/repository/models/<m>/"
+        "load|unload` (admin calls, acting on every worker): `off` (403 for all), `loopback` "
+        "(clients on 127.0.0.1/::1 only: a local gateway, a developer's tritonclient) or `on` "
+        "(anyone who reaches the port: for a network that only lets the gateway in). The index "
+        "is open to all."
+    )
     drain_file: str = setting(
         "", "File whose appearance means this pod is about to stop: from then on `/readyz` answers 503 "
         "and every response carries `Connection: close`, while requests are still served. The "
         "chart's preStop hook creates it; removed at start; empty = off."
+    )
+    access_log: bool = setting(
+        False, "One JSON line per model call on the log (request and trace ids, model, version, "
+        "status, time). Off: nginx logs every request already; turn it on to follow one inside."
     )
     log_level: str = setting("info", "Log level: debug, info, warning, error.")
 
@@ -118,9 +148,30 @@ def available_cpus() -> int:
     return cpus
 
 
+REPOSITORY_CONTROL = ("off", "loopback", "on")
+
+
 def load_settings(**overrides: object) -> InferenceSettings:
     result = settings.load(InferenceSettings, PREFIX, **overrides)
     result.kept_versions  # validate early  # noqa: B018
+    if result.model_config_file:  # a bad file stops the start, with its message, once
+        from services.inference import model_config_file
+
+        try:
+            text = Path(result.model_config_file).read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise settings.SettingsError(
+                f"{PREFIX}MODEL_CONFIG_FILE: cannot read {result.model_config_file}: {error}"
+            ) from None
+        try:
+            model_config_file.parse(text, result.model_config_file, default_kept=result.kept_versions)
+        except model_config_file.ModelConfigFileError as error:
+            raise settings.SettingsError(f"{PREFIX}MODEL_CONFIG_FILE: {error}") from None
+    if result.repository_control not in REPOSITORY_CONTROL:
+        raise settings.SettingsError(
+            f"{PREFIX}REPOSITORY_CONTROL={result.repository_control!r}: expected one of "
+            + ", ".join(REPOSITORY_CONTROL)
+        )
     return result
 
 

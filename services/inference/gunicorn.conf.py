@@ -1,9 +1,9 @@
 """Gunicorn settings for the inference service, all taken from InferenceSettings."""
 
-from services.common import gunicorn_hooks, lifecycle
-from services.common.gunicorn_config import common
-from services.common.gunicorn_hooks import child_exit  # noqa: F401
 from services.inference.config import load_settings
+from services.runtime import gunicorn_hooks, lifecycle
+from services.runtime.gunicorn_config import common
+from services.runtime.gunicorn_hooks import child_exit  # noqa: F401
 
 _settings = load_settings()
 # gthread: a thread per in-flight request is what lets concurrent requests meet in one batch,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from services import __version__
-from services.common import openapi as oa
+from services.protocol import openapi as oa
 
 TITLE = "modelserver inference"
 # Served, but not API: the docs page's static files.
@@ -18,6 +18,7 @@ UNDOCUMENTED = frozenset({f"{oa.ASSETS_PREFIX}/{{asset}}"})
 
 def paths() -> dict[str, dict[str, oa.Operation]]:
     return {
+        "/": oa.simple_get("Process is alive (KServe V1's liveness check)", "/", oa.STATUS),
         "/healthz": oa.simple_get("Process is alive", "/healthz", oa.STATUS),
         "/readyz": oa.simple_get(
             "Every model loaded and warm (503 otherwise), with model and model-root errors",
@@ -26,7 +27,11 @@ def paths() -> dict[str, dict[str, oa.Operation]]:
         "/v2": oa.simple_get("Server metadata", "/v2", oa.V2_SERVER_METADATA, tag=oa.V2_TAG),
         "/v2/health/live": oa.simple_get("Server is live", "/v2/health/live", None, tag=oa.V2_TAG),
         "/v2/health/ready": oa.simple_get("Server is ready", "/v2/health/ready", None, (503,), tag=oa.V2_TAG),
+        "/v2/models/stats": oa.simple_get("Statistics of every loaded model version", "/v2/models/stats",
+                                          oa.V2_STATISTICS, tag=oa.V2_TAG),
         **oa.model_calls(),
+        **oa.repository_index(),
+        **oa.repository_control(),
         **oa.docs_paths(),
     }
 

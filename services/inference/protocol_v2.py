@@ -16,20 +16,23 @@ import numpy as np
 
 from services.common import jsoncodec, naturals
 from services.common.errors import ClientError
-from services.common.v2 import HEADER_LENGTH, server_metadata  # noqa: F401  (re-exported)
-from services.inference.tensors import TensorSpec, from_bytes, from_typed_json
+from services.inference.tensors import TensorSpec, from_bytes, from_typed_json, strings_to_bytes, strings_to_json
+from services.protocol.v2 import HEADER_LENGTH, server_metadata  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
-    from services.inference.servable import Servable
+    from services.inference.servable import Servable, Signature
 
-PLATFORM = "tensorflow_keras"
+# The request parameter that picks a SavedModel signature other than serving_default (the
+# name TF Serving's request field has).
+SIGNATURE_PARAMETER = "signature_name"
 
 
 @dataclass(frozen=True)
 class InferRequest:
     id: str | None
-    arrays: list[np.ndarray]  # one per model input, in the model's order
-    outputs: list[tuple[int, bool]]  # (index into the model's outputs, send as binary)
+    signature: Signature
+    arrays: list[np.ndarray]  # one per signature input, in the signature's order
+    outputs: list[tuple[int, bool]]  # (index into the signature's outputs, send as binary)
 
 
 def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, memoryview | None]:
@@ -55,7 +58,12 @@ def parse_infer(
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise ClientError("'inputs' must be a non-empty list of tensors")
-    specs = {s.name: s for s in servable.inputs}
+    parameters = _parameters(payload)
+    name = parameters.get(SIGNATURE_PARAMETER)
+    if name is not None and not isinstance(name, str):
+        raise ClientError(f"parameters.{SIGNATURE_PARAMETER} must be a string")
+    signature = servable.signature(name)
+    specs = {s.name: s for s in signature.inputs}
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for index, tensor in enumerate(inputs):
@@ -63,10 +71,7 @@ def parse_infer(
         if not isinstance(tensor, dict):
             raise ClientError(f"{where}: must be an object with name, shape, datatype and data")
         name = tensor.get("name")
-        if not isinstance(name, str) or name not in specs:  # a list or object is unhashable
-            raise ClientError(f"{where}: unknown input {name!r}; model inputs are {sorted(specs)}"[:300])
-        if name in arrays:
-            raise ClientError(f"{where}: input '{name}' given twice")
+        input_spec(specs, name, arrays, where)
         where = f"input '{name}'"
         shape = tensor.get("shape")
         datatype = tensor.get("datatype")
@@ -91,13 +96,45 @@ def parse_infer(
             raise ClientError(f"{where}: has neither 'data' nor parameters.binary_data_size")
     if binary is not None and offset != len(binary):
         raise ClientError(f"binary part has {len(binary) - offset} bytes no input claims")
-    missing = set(specs) - set(arrays)
+    return InferRequest(
+        request_id, signature, ordered_inputs(signature, arrays), _requested_outputs(payload, signature.outputs)
+    )
+
+
+def input_spec(specs: dict[str, TensorSpec], name: Any, given: dict[str, np.ndarray], where: str) -> TensorSpec:
+    """The model input a request's tensor names, once."""
+    if not isinstance(name, str) or name not in specs:  # a list or object is unhashable
+        raise ClientError(f"{where}: unknown input {name!r}; model inputs are {sorted(specs)}"[:300])
+    if name in given:
+        raise ClientError(f"{where}: input '{name}' given twice")
+    return specs[name]
+
+
+def ordered_inputs(signature: Signature, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Every input of ``signature``, in its order, with one batch size."""
+    names = {s.name for s in signature.inputs}
+    missing = names - set(arrays)
     if missing:
-        raise ClientError(f"missing inputs {sorted(missing)}; model inputs are {sorted(specs)}")
-    ordered = [arrays[s.name] for s in servable.inputs]
+        raise ClientError(f"missing inputs {sorted(missing)}; model inputs are {sorted(names)}")
+    ordered = [arrays[s.name] for s in signature.inputs]
     if len({a.shape[0] for a in ordered}) > 1:
         raise ClientError("inputs disagree on the batch size (first dimension)")
-    return InferRequest(request_id, ordered, _requested_outputs(payload, servable.outputs))
+    return ordered
+
+
+def output_index(specs: Sequence[TensorSpec], name: Any) -> int:
+    """Which output of the model a request asks for by ``name``."""
+    for index, spec in enumerate(specs):
+        if spec.name == name:
+            return index
+    raise ClientError(f"unknown output {name!r}; model outputs are {sorted(s.name for s in specs)}"[:300])
+
+
+def _parameters(payload: dict[str, Any]) -> dict[str, Any]:
+    parameters = payload.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise ClientError("'parameters' must be an object")
+    return parameters
 
 
 def _binary_size(tensor: dict[str, Any], where: str) -> int | None:
@@ -113,39 +150,37 @@ def _binary_size(tensor: dict[str, Any], where: str) -> int | None:
 
 
 def _requested_outputs(payload: dict[str, Any], specs: Sequence[TensorSpec]) -> list[tuple[int, bool]]:
-    parameters = payload.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise ClientError("'parameters' must be an object")
+    parameters = _parameters(payload)
     all_binary = bool(parameters.get("binary_data_output", False))
     requested = payload.get("outputs")
     if requested is None:
         return [(i, all_binary) for i in range(len(specs))]
     if not isinstance(requested, list):
         raise ClientError("'outputs' must be a list of {\"name\": ...} objects")
-    index = {s.name: i for i, s in enumerate(specs)}
     chosen = []
     for entry in requested:
         name = entry.get("name") if isinstance(entry, dict) else None
-        if not isinstance(name, str) or name not in index:
-            raise ClientError(f"unknown output {name!r}; model outputs are {sorted(index)}"[:300])
+        index = output_index(specs, name)
         options = entry.get("parameters") or {}
         binary = options.get("binary_data", all_binary) if isinstance(options, dict) else all_binary
-        chosen.append((index[name], bool(binary)))
+        chosen.append((index, bool(binary)))
     return chosen
 
 
 def infer_response(
-    name: str, version: int, request: InferRequest, results: list[np.ndarray], servable: Servable
+    name: str, version: int, request: InferRequest, results: list[np.ndarray]
 ) -> tuple[bytes, int | None]:
     """-> the response body, and the JSON header's length when binary outputs follow it."""
     outputs, chunks = [], []
     for index, binary in request.outputs:
-        spec, result = servable.outputs[index], results[index]
+        spec, result = request.signature.outputs[index], results[index]
         entry: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": list(result.shape)}
         if binary:
-            raw = np.ascontiguousarray(result, dtype=spec.dtype.newbyteorder("<")).tobytes()
+            raw = raw_bytes(result, spec)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
+        elif spec.is_bytes:
+            entry["data"] = strings_to_json(result.reshape(-1))
         else:
             entry["data"] = np.ascontiguousarray(result).reshape(-1)
         outputs.append(entry)
@@ -159,6 +194,13 @@ def infer_response(
     return header + b"".join(chunks), len(header)
 
 
+def raw_bytes(result: np.ndarray, spec: TensorSpec) -> bytes:
+    """An output in the binary layout (the binary extension's and gRPC's raw contents)."""
+    if spec.is_bytes:
+        return strings_to_bytes(result)
+    return np.ascontiguousarray(result, dtype=spec.dtype.newbyteorder("<")).tobytes()
+
+
 def model_metadata(name: str, versions: Sequence[int], servable: Servable) -> dict[str, Any]:
     def describe(spec: TensorSpec) -> dict[str, Any]:
         return {"name": spec.name, "datatype": spec.datatype, "shape": spec.wire_shape}
@@ -166,7 +208,7 @@ def model_metadata(name: str, versions: Sequence[int], servable: Servable) -> di
     return {
         "name": name,
         "versions": [str(v) for v in sorted(versions)],
-        "platform": PLATFORM,
+        "platform": servable.platform,
         "inputs": [describe(s) for s in servable.inputs],
         "outputs": [describe(s) for s in servable.outputs],
     }

@@ -1,21 +1,36 @@
-"""A model version ready for requests: the loaded model plus its batcher and metric handles."""
+"""A model version ready for requests: the loaded model plus its batchers and metric handles.
+
+One batcher per signature: a batch is one call of one signature, so it only ever merges
+requests for the same signature.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.inference.batching import Batcher, BatchPolicy
+from services.common.errors import ClientError
+from services.inference import statistics
+from services.inference.batching import DEFAULT_BATCH_SECONDS, Batcher, BatchPolicy
 from services.inference.config import InferenceSettings
 from services.inference.metrics import InferenceMetrics
-from services.inference.servable import Servable
+from services.inference.servable import DEFAULT_SIGNATURE, Servable, Signature
 
 
 @dataclass(frozen=True)
 class ServedVersion:
     servable: Servable
-    batcher: Batcher
+    batchers: Mapping[str, Batcher]  # by signature name
+
+    @property
+    def batcher(self) -> Batcher:
+        """The default signature's."""
+        return self.batchers[DEFAULT_SIGNATURE]
+
+    def batcher_for(self, signature: Signature) -> Batcher:
+        return self.batchers[signature.name]
 
     def signature_matches(self, other: ServedVersion) -> bool:
         return self.servable.signature_matches(other.servable)
@@ -43,27 +58,43 @@ def loader(settings: InferenceSettings, metrics: InferenceMetrics):  # noqa: ANN
         started = time.perf_counter()
         servable = Servable.load(name, version, directory)
         servable.warm_up(warm_up_sizes(settings.max_batch_size))
-        # The full batch's time seeds the expected-wait estimate until real batches refine it.
-        probe = time.perf_counter()
-        servable.predict([spec.example(settings.max_batch_size) for spec in servable.inputs])
-        batch_seconds = time.perf_counter() - probe
         labels = {"model": name, "version": str(version)}
-        rows, requests, call = (
+        rows, requests, call, queue_wait = (
             metrics.batch_rows.labels(**labels),
             metrics.batch_requests.labels(**labels),
             metrics.model_call.labels(**labels),
+            metrics.queue_wait.labels(**labels),
         )
 
-        def observe(batch_rows: int, batch_requests: int, seconds: float) -> None:
+        def observe(batch_rows: int, batch_requests: int, seconds: float, waits: list[float]) -> None:
             rows.observe(batch_rows)
             requests.observe(batch_requests)
             call.observe(seconds)
+            for wait in waits:
+                queue_wait.observe(wait)
+            statistics.record_execution(
+                metrics, name, str(version), batch_rows, seconds, settings.max_batch_size
+            )
 
-        batcher = Batcher(
-            servable.predict, policy, batch_seconds=batch_seconds,
-            batch_rows=settings.max_batch_size, observe=observe,
-        )
+        batchers = {
+            name: Batcher(
+                signature.predict, policy, batch_seconds=full_batch_seconds(signature, settings.max_batch_size),
+                batch_rows=settings.max_batch_size, observe=observe,
+            )
+            for name, signature in servable.signatures.items()
+        }
         metrics.load_seconds.labels(**labels).set(time.perf_counter() - started)
-        return ServedVersion(servable, batcher)
+        return ServedVersion(servable, batchers)
 
     return load
+
+
+def full_batch_seconds(signature: Signature, rows: int) -> float:
+    """One full batch's time, which seeds the expected-wait estimate until real batches refine
+    it (a string signature that refuses empty strings: the batcher's own default)."""
+    probe = time.perf_counter()
+    try:
+        signature.predict([spec.example(rows) for spec in signature.inputs])
+    except ClientError:
+        return DEFAULT_BATCH_SECONDS
+    return time.perf_counter() - probe

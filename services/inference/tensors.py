@@ -5,8 +5,11 @@ Pure numpy, no TensorFlow and no Flask, so both protocols and the tests share on
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
-from collections.abc import Sequence
+import struct
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +24,11 @@ DATATYPES: dict[str, tuple[np.dtype, str]] = {
 }
 _BY_NUMPY = {dtype: name for name, (dtype, _) in DATATYPES.items()}
 
+BYTES = "BYTES"  # strings: object arrays of bytes, as TF hands DT_STRING tensors over
 # Which kinds of source data a target dtype kind accepts without changing what the values mean.
-_ACCEPTS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b"}
-_KIND_WORDS = {"f": "numbers", "i": "integers", "u": "integers", "b": "booleans"}
+_ACCEPTS = {"f": "fiu", "i": "iu", "u": "iu", "b": "b", "O": "O"}
+_KIND_WORDS = {"f": "numbers", "i": "integers", "u": "integers", "b": "booleans", "O": "strings"}
+_LENGTH = struct.Struct("<I")  # the binary extension's BYTES element: 4-byte length, then bytes
 
 
 def datatype_of(dtype: np.dtype) -> str:
@@ -53,12 +58,37 @@ class TensorSpec:
     def wire_shape(self) -> list[int]:
         return [-1 if dim is None else dim for dim in self.shape]
 
+    @property
+    def is_bytes(self) -> bool:
+        return self.dtype.kind == "O"
+
     def compatible_with(self, other: TensorSpec) -> bool:
         return (self.name, self.dtype, self.shape) == (other.name, other.dtype, other.shape)
 
     def example(self, rows: int) -> np.ndarray:
-        """A zero batch of ``rows`` rows, 1 for every other free dimension (for warm-up)."""
-        return np.zeros((rows, *(dim or 1 for dim in self.shape[1:])), dtype=self.dtype)
+        """A zero (or empty-string) batch of ``rows`` rows, 1 for every other free dimension."""
+        shape = (rows, *(dim or 1 for dim in self.shape[1:]))
+        if self.is_bytes:
+            return np.full(shape, b"", dtype=object)
+        return np.zeros(shape, dtype=self.dtype)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a SignatureDef as TF Serving's metadata shows it."""
+
+    dtype: str  # TensorFlow's DataType name: DT_FLOAT, DT_STRING, DT_INVALID...
+    dims: tuple[int, ...] | None  # -1: any size; None: unknown rank
+    name: str  # the graph tensor: "serving_default_pixels:0"
+
+
+@dataclass(frozen=True)
+class SignatureDef:
+    """A signature as a SavedModel records it (inputs and outputs sorted by key)."""
+
+    inputs: Mapping[str, TensorInfo]
+    outputs: Mapping[str, TensorInfo]
+    method_name: str
 
 
 def element_count(shape: Sequence[int]) -> int:
@@ -72,6 +102,95 @@ def parse_shape(value: Any, where: str) -> list[int]:
     ):
         raise ClientError(f"{where}: 'shape' must be a list of non-negative integers, got {value!r}"[:300])
     return value
+
+
+def _string_array(data: Any, where: str, leaf: Callable[[Any, str], bytes]) -> np.ndarray:
+    """Nested JSON lists of strings -> an object array of bytes; ``leaf`` reads one element."""
+    flat: list[bytes] = []
+
+    def walk(node: Any) -> tuple[int, ...]:
+        if not isinstance(node, list):
+            flat.append(leaf(node, where))
+            return ()
+        shapes = {walk(child) for child in node}
+        if len(shapes) > 1:
+            raise ClientError(f"{where}: ragged nested lists; every row must have the same shape")
+        return (len(node), *(shapes.pop() if shapes else ()))
+
+    try:
+        shape = walk(data)
+    except RecursionError:
+        raise ClientError(f"{where}: nested too deeply") from None
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat
+    return array.reshape(shape)
+
+
+def utf8_leaf(value: Any, where: str) -> bytes:
+    """A JSON string as the bytes it encodes (UTF-8), for string tensors."""
+    if not isinstance(value, str):
+        raise ClientError(f"{where}: expected strings, got {_json_kind(value)}")
+    return value.encode("utf-8", "surrogatepass")
+
+
+def b64_leaf(value: Any, where: str) -> bytes:
+    """TF Serving's string element: a JSON string (UTF-8) or ``{"b64": "<base64>"}``."""
+    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise ClientError(f"{where}: 'b64' value is not valid base64") from None
+    return utf8_leaf(value, where)
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "booleans"
+    if isinstance(value, (int, float)):
+        return "numbers"
+    return "nulls, objects or mixed values"
+
+
+def strings_to_json(array: np.ndarray, *, b64: bool = False) -> Any:
+    """A string tensor as nested JSON lists: UTF-8 text (bytes that are not UTF-8 replaced), or
+    TF Serving's ``{"b64": ...}`` objects, which carry any bytes exactly."""
+    if b64:
+        encode = np.frompyfunc(lambda v: {"b64": base64.b64encode(v).decode("ascii")}, 1, 1)
+    else:
+        encode = np.frompyfunc(lambda v: v.decode("utf-8", "replace"), 1, 1)
+    return encode(array).tolist() if array.size else array.tolist()
+
+
+def strings_to_bytes(array: np.ndarray) -> bytes:
+    """A string tensor in the binary extension's layout: each element length-prefixed."""
+    return b"".join(_LENGTH.pack(len(v)) + v for v in array.reshape(-1))
+
+
+def _strings_from_bytes(raw: memoryview | bytes, count: int, where: str) -> np.ndarray:
+    elements, offset = [], 0
+    for _ in range(count):
+        if offset + _LENGTH.size > len(raw):
+            raise ClientError(f"{where}: BYTES data ends inside an element's 4-byte length")
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += _LENGTH.size
+        if offset + length > len(raw):
+            raise ClientError(f"{where}: BYTES element of {length} bytes runs past the data")
+        elements.append(bytes(raw[offset : offset + length]))
+        offset += length
+    if offset != len(raw):
+        raise ClientError(f"{where}: {len(raw) - offset} bytes after the last BYTES element")
+    array = np.empty(count, dtype=object)
+    array[:] = elements
+    return array
+
+
+def _check_kind(spec: TensorSpec, datatype: str, where: str) -> None:
+    """String data only for string inputs and the other way round (no implicit conversion)."""
+    if (datatype == BYTES) != spec.is_bytes:
+        raise ClientError(
+            f"{where}: model input '{spec.name}' takes {_KIND_WORDS[spec.dtype.kind]} "
+            f"({spec.datatype}), got {datatype}"
+        )
 
 
 def _as_array(data: Any, where: str) -> np.ndarray:
@@ -153,7 +272,12 @@ def check_shape(shape: Sequence[int], spec: TensorSpec, where: str) -> None:
 
 
 def from_json(data: Any, spec: TensorSpec, where: str, *, allow_nonfinite: bool) -> np.ndarray:
-    """Nested JSON lists (batch first) -> a checked array for ``spec``."""
+    """Nested JSON lists (batch first) -> a checked array for ``spec``; string inputs take
+    TF Serving's forms (text, or ``{"b64": ...}``)."""
+    if spec.is_bytes:
+        array = _string_array(data, where, b64_leaf)
+        check_shape(array.shape, spec, where)
+        return array
     array = _as_array(data, where)
     if array.dtype.kind == "f" and spec.dtype.kind in "iu":
         array = _exact_integers(data, array, where)
@@ -167,6 +291,16 @@ def from_typed_json(
     shape = parse_shape(shape, where)
     if datatype not in DATATYPES:
         raise ClientError(f"{where}: unknown datatype {datatype!r}; expected one of {sorted(DATATYPES)}"[:300])
+    if datatype == BYTES or spec.is_bytes:
+        _check_kind(spec, datatype, where)
+        array = _string_array(data, where, utf8_leaf).reshape(-1)
+        if array.size != element_count(shape):
+            raise ClientError(
+                f"{where}: shape {shape} holds {element_count(shape)} elements, data has {array.size}"
+            )
+        array = array.reshape(shape)
+        check_shape(array.shape, spec, where)
+        return array
     array = _as_array(data, where)
     declared = DATATYPES[datatype][0]
     if array.dtype.kind == "f" and declared.kind in "iu":
@@ -192,10 +326,16 @@ def from_bytes(
     raw: memoryview | bytes, datatype: str, shape: list[int], spec: TensorSpec, where: str,
     *, allow_nonfinite: bool,
 ) -> np.ndarray:
-    """A binary-extension tensor: little-endian, row-major, ``BOOL`` one byte per element."""
+    """A binary-extension tensor: little-endian, row-major, ``BOOL`` one byte per element,
+    ``BYTES`` each element a 4-byte little-endian length and then its bytes."""
     shape = parse_shape(shape, where)
     if datatype not in DATATYPES:
         raise ClientError(f"{where}: unknown datatype {datatype!r}; binary data supports {sorted(DATATYPES)}"[:300])
+    if datatype == BYTES or spec.is_bytes:
+        _check_kind(spec, datatype, where)
+        array = _strings_from_bytes(raw, element_count(shape), where).reshape(shape)
+        check_shape(array.shape, spec, where)
+        return array
     declared = DATATYPES[datatype][0]
     expected = element_count(shape) * declared.itemsize
     if len(raw) != expected:

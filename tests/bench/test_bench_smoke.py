@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from bench import loadgen, report
+from bench import loadgen, perf_analyzer, report
 from bench.__main__ import parse_plan
 from bench.runner import run
 from tests.support.servers import REPO
@@ -41,6 +41,20 @@ def test_report_and_plot_are_written(quick):
         assert fragment in text
     assert "| (3) via the gateway | digits | 1 |" in text and "| (4) nginx → gateway → inference | digits | 8 |" in text
     assert not results.skipped, results.skipped
+    # Triton's perf_analyzer ran against the service and its table is in the report.
+    assert "## Triton's perf_analyzer" in text and not results.perf_analyzer_skipped
+    assert [r.concurrency for r in results.perf_analyzer] == [1, 2]
+    assert all(r.rate > 0 and 0 < r.p50_ms <= r.p99_ms for r in results.perf_analyzer)
+    assert (md.parent / "perf_analyzer.csv").exists()
+    # The same service over HTTP and gRPC (V2 and TF Serving's Predict), both models, c=1.
+    assert "## gRPC beside HTTP" in text and not results.grpc_skipped
+    assert sorted(results.grpc) == sorted((m, p) for m in ("digits", "cnn") for p in perf_analyzer.PROTOCOLS)
+    assert all([r.concurrency for r in rows] == [1] and rows[0].rate > 0 for rows in results.grpc.values())
+    # The digits model as .keras and as SavedModel, side by side at c=8.
+    assert "## SavedModel vs .keras" in text and not results.formats_skipped
+    assert sorted((p.target, p.model, p.concurrency) for p in results.formats) == [
+        ("keras", "digits", 8), ("savedmodel", "digits_savedmodel", 8)]
+    assert all(p.rate > 0 and p.errors == 0 for p in results.formats)
     # The stack's overload run (bench.overload, as tests/overload) ran and its promises are listed.
     assert "open loop at twice the capacity" in text and "- stack at 2x capacity: served >= 0.8x capacity:" in text
 

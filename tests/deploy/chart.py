@@ -42,12 +42,29 @@ _TWO_MODELS = {
 }
 _CANARY = {"digits": {"canary": {"enabled": True, "weights": {"1": 90, "2": 10}},
                       "env": {"INFERENCE_VERSION_POLICY": "latest:2"}}}
+# TF Serving's model config file from values, with a canary between its version labels.
+_MODEL_CONFIG = {"digits": {"modelConfig": """model_config_list {
+  config {
+    name: "digits"
+    base_path: "/models/digits"
+    model_platform: "tensorflow"
+    model_version_policy { specific { versions: 1 versions: 2 } }
+    version_labels { key: "stable" value: 1 }
+    version_labels { key: "canary" value: 2 }
+  }
+}
+""", "canary": {"enabled": True, "labels": {"stable": 90, "canary": 10}}}}
 _ROUTE = {"enabled": True, "parentRefs": [{"name": "public", "namespace": "gateways", "sectionName": "http"}],
           "hostnames": ["models.example.com"]}
 _INGRESS = {"enabled": True, "className": "nginx-plus", "hosts": [{"host": "models.example.com",
             "paths": [{"path": "/", "pathType": "Prefix"}]}], "tls": [{"secretName": "models-tls",
             "hosts": ["models.example.com"]}]}
 _NO_HPA = {"autoscaling": {"enabled": False}}
+_MONITORING = {"podMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+               "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+               "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "ML"}}}
+_MONITORING_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
 
 # name -> values. The default values are the first case; the rest each turn one feature on or off.
 CASES: dict[str, dict[str, Any]] = {
@@ -57,9 +74,14 @@ CASES: dict[str, dict[str, Any]] = {
     "httproute-on": {"httpRoute": _ROUTE},
     "three-models": {"inference": {"models": _TWO_MODELS}},
     "canary-on": {"inference": {"models": _CANARY}},
+    "model-config": {"inference": {"models": _MODEL_CONFIG}},
     "api-keys-created": {"gateway": {"apiKeys": {"enabled": True, "keys": ["k-one", "k-two"]}}},
     "api-keys-existing": {"gateway": {"apiKeys": {"enabled": True, "existingSecret": "team-keys",
                                                   "secretKey": "keys.txt"}}},
+    "model-control-created": {"modelControl": {"enabled": True, "keys": ["admin-one"]},
+                              "gateway": {"apiKeys": {"enabled": True, "keys": ["k-one"]}}},
+    "model-control-existing": {"modelControl": {"enabled": True, "existingSecret": "ops-admin-keys",
+                                                "secretKey": "admin.txt"}},
     "prestop-15s": {"preStop": {"seconds": 15}},
     "native-sleep": {"preStop": {"mode": "sleep"}},
     "nodeport": {"nginx": {"service": {"type": "NodePort", "nodePort": 30080}}},
@@ -74,14 +96,18 @@ CASES: dict[str, dict[str, Any]] = {
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
          "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]}},
     "dns-any": {"networkPolicy": {"dns": []}},
+    "tracing-on": {"tracing": {"otlpEndpoint": "http://otel-collector.observability:4318", "to": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}]}},
+    "monitoring-on": {"monitoring": _MONITORING, "networkPolicy": {"metricsFrom": [_MONITORING_PEER]}},
     "small-cluster": yaml.safe_load(SMALL_CLUSTER_VALUES.read_text()),
     "kind": _KIND_VALUES,
     "everything": {
         "inference": {"models": {**_TWO_MODELS, **_CANARY}, "autoscaling": {"enabled": False}},
-        "gateway": {"apiKeys": {"enabled": True, "keys": ["k-one"]}},
+        "gateway": {"apiKeys": {"enabled": True, "keys": ["k-one"]}, "statusPage": True},
         "nginx": {"service": {"type": "NodePort"}},
         "ingress": _INGRESS, "httpRoute": _ROUTE, "preStop": {"mode": "exec", "seconds": 5},
-        "fullnameOverride": "ms",
+        "fullnameOverride": "ms", "tracing": {"otlpEndpoint": "https://otel.example.com", "port": 443},
+        "monitoring": _MONITORING, "networkPolicy": {"metricsFrom": [_MONITORING_PEER]},
     },
 }
 

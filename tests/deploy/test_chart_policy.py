@@ -37,10 +37,14 @@ def test_every_container_has_requests_and_limits(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_every_long_running_container_has_all_three_probes_on_http(case):
+def test_every_long_running_container_has_all_three_probes_on_http_or_grpc(case):
     for deployment, container in chart.workloads(chart.docs(case)):
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert "httpGet" in container.get(probe, {}), f"{deployment['metadata']['name']}: {probe}"
+            assert "httpGet" in container.get(probe, {}) or (
+                # The gateway's readiness: a native gRPC probe, on its gRPC container port.
+                probe == "readinessProbe" and container["name"] == "gateway"
+                and container[probe]["grpc"]["port"] in [p["containerPort"] for p in container["ports"]]
+            ), f"{deployment['metadata']['name']}: {probe}"
         # A startup budget shorter than a liveness period would make the startup probe pointless.
         startup = container["startupProbe"]
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 30
@@ -62,7 +66,9 @@ def test_every_pod_is_locked_down(case):
             assert context["capabilities"]["drop"] == ["ALL"] and not context["capabilities"].get("add"), name
             assert context.get("runAsNonRoot", True) is True and not context.get("privileged"), name
             repository, _, tag = container["image"].rpartition(":")
-            assert repository and tag and tag != "latest" and "/" not in tag, f"{name}: unpinned image {container['image']}"
+            assert repository and tag and tag != "latest" and "/" not in tag, (
+                f"{name}: unpinned image {container['image']}"
+            )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -73,7 +79,7 @@ def test_writable_paths_are_emptydirs_and_gunicorn_heartbeats_on_tmpfs(case):
         assert "emptyDir" in mounts["/tmp"] and mounts["/tmp"]["emptyDir"]["sizeLimit"]
         if container["name"] in DRAIN_ENV:  # Gunicorn: worker_tmp_dir = /dev/shm
             assert mounts["/dev/shm"]["emptyDir"]["medium"] == "Memory"
-        for path, volume in mounts.items():
+        for path, _volume in mounts.items():
             if path not in ("/tmp", "/dev/shm"):
                 readonly = {m["mountPath"]: m.get("readOnly") for m in container["volumeMounts"]}
                 assert readonly[path] is True, f"{container['name']}: {path} is writable"
@@ -110,7 +116,7 @@ def test_inference_and_gateway_announce_their_drain_at_the_start_of_the_pause(ca
     """The preStop hook creates the file the service watches (its *_DRAIN_FILE setting), on the
     /tmp emptyDir both share; the service then leaves rotation while still serving."""
     announced = set()
-    for deployment, container in chart.workloads(chart.docs(case)):
+    for _deployment, container in chart.workloads(chart.docs(case)):
         if container["name"] not in DRAIN_ENV:
             continue
         drain_file = container["lifecycle"]["preStop"]["exec"]["command"][2]
@@ -154,6 +160,38 @@ def test_one_access_log_line_per_request_by_default(case):
 
 
 @pytest.mark.parametrize("case", CASES)
+def test_tracing_sends_spans_from_gateway_and_inference_only_to_the_collector(case):
+    """tracing.otlpEndpoint: the standard OTEL_* variables and one egress rule to the collector."""
+    tracing = chart.values(case).get("tracing", {})
+    endpoint = tracing.get("otlpEndpoint", "")
+    documents = chart.docs(case)
+    for deployment, container in chart.workloads(documents):
+        kind = chart.pod_labels(deployment)["app.kubernetes.io/component"].split("-")[0]
+        variables = chart.env(container)
+        traced = bool(endpoint) and kind != "nginx"
+        assert variables.get("OTEL_EXPORTER_OTLP_ENDPOINT") == (endpoint if traced else None)
+        assert variables.get("OTEL_SERVICE_NAME") == (f"modelserver-{kind}" if traced else None)
+        policies = [p for p in chart.of_kind(documents, "NetworkPolicy")
+                    if chart.selects(p["spec"]["podSelector"]["matchLabels"], chart.pod_labels(deployment))]
+        rules = [r for p in policies for r in p["spec"]["egress"]
+                 if r["ports"] == [{"port": tracing.get("port", 4318), "protocol": "TCP"}]]
+        assert len(rules) == (1 if traced and policies else 0)
+        if rules and tracing.get("to"):
+            assert rules[0]["to"] == tracing["to"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_status_page_is_off_unless_asked_for_and_never_public(case):
+    """gateway.statusPage turns GATEWAY_STATUS_PAGE on; nginx answers /status itself (404)."""
+    documents = chart.docs(case)
+    (gateway,) = [c for _, c in chart.workloads(documents) if c["name"] == "gateway"]
+    wanted = chart.values(case).get("gateway", {}).get("statusPage", False)
+    assert chart.env(gateway)["GATEWAY_STATUS_PAGE"] == ("true" if wanted else "false")
+    assert wanted == (case == "everything")
+    assert re.search(r"location ~ \^/status\S* \{\s*add_header[^}]*return 404", chart.nginx_conf(documents))
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_grace_period_covers_the_pause_and_the_drain(case):
     """SIGKILL comes terminationGracePeriodSeconds after the pod starts terminating, preStop included."""
     documents = chart.docs(case)
@@ -173,7 +211,7 @@ def test_grace_period_covers_the_pause_and_the_drain(case):
 def test_services_listen_on_every_interface_and_keepalives_nest(case):
     documents = chart.docs(case)
     nginx_idle = int(NGINX_UPSTREAM_KEEPALIVE.search(chart.nginx_conf(documents))[1])
-    for deployment, container in chart.workloads(documents):
+    for _deployment, container in chart.workloads(documents):
         settings = chart.env(container)
         if container["name"] == "inference":
             assert settings["INFERENCE_BIND"] == "0.0.0.0:8080"
@@ -205,6 +243,9 @@ def test_labels_are_standard_and_selectors_minimal(case):
         selector = doc.get("spec", {}).get("selector")
         if selector is not None:
             match_labels = selector.get("matchLabels", selector)
+            if doc["kind"] == "PodMonitor":  # several components: the component label by a set
+                (expression,) = selector["matchExpressions"]
+                match_labels = {**match_labels, expression["key"]: expression["values"]}
             assert set(match_labels) == SELECTOR_LABELS, f"{doc['kind']} {doc['metadata']['name']}: {match_labels}"
     for deployment in chart.of_kind(chart.docs(case), "Deployment"):
         # Not helm.sh/chart on pods: a chart-only upgrade would restart every pod.
@@ -232,7 +273,9 @@ def test_every_deployment_has_a_disruption_budget_that_lets_drains_finish(case):
     documents = chart.docs(case)
     budgets = chart.of_kind(documents, "PodDisruptionBudget")
     for deployment in chart.of_kind(documents, "Deployment"):
-        (budget,) = [b for b in budgets if chart.selects(b["spec"]["selector"]["matchLabels"], chart.pod_labels(deployment))]
+        (budget,) = [
+            b for b in budgets if chart.selects(b["spec"]["selector"]["matchLabels"], chart.pod_labels(deployment))
+        ]
         floor = deployment["spec"].get("replicas") or next(
             h["spec"]["minReplicas"] for h in chart.of_kind(documents, "HorizontalPodAutoscaler")
             if h["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"])
@@ -250,7 +293,9 @@ def test_config_changes_roll_exactly_the_pods_that_read_them():
 
     gateway, nginx, inference = "modelserver-gateway", "modelserver-nginx", "modelserver-inference-digits"
     base = templates({})
-    canary = templates({"inference": {"models": {"digits": {"canary": {"enabled": True, "weights": {"1": 90, "2": 10}}}}}})
+    canary = templates(
+        {"inference": {"models": {"digits": {"canary": {"enabled": True, "weights": {"1": 90, "2": 10}}}}}}
+    )
     keys = templates({"gateway": {"apiKeys": {"enabled": True, "keys": ["k"]}}})
     rotated = templates({"gateway": {"apiKeys": {"enabled": True, "keys": ["k2"]}}})
     body = templates({"nginx": {"clientMaxBodySize": "16m"}})

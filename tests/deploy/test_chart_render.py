@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -20,8 +21,10 @@ from tests.deploy.chart import CASES, CHART, REPO
 from tools.helm_template import render
 
 # Custom resources have no schema in kubernetes-validate. Each one allowed here is checked by
-# its own test below; any other unknown kind (or a removed API version) is a failure.
-CRDS = {("gateway.networking.k8s.io/v1", "HTTPRoute")}
+# its own test (below, and the Prometheus Operator's in test_chart_monitoring.py); any other
+# unknown kind (or a removed API version) is a failure.
+CRDS = {("gateway.networking.k8s.io/v1", "HTTPRoute"), ("monitoring.coreos.com/v1", "PodMonitor"),
+        ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -45,7 +48,9 @@ def test_every_document_validates_strictly(case):
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as error:
-                pytest.fail(f"{doc['kind']} {doc['metadata']['name']} on {version}: {error.message} at {list(error.path)}")
+                pytest.fail(
+                    f"{doc['kind']} {doc['metadata']['name']} on {version}: {error.message} at {list(error.path)}"
+                )
             except kv_utils.SchemaNotFoundError as error:
                 pytest.fail(f"{doc['kind']} {doc['metadata']['name']}: {error.message}")
 
@@ -82,25 +87,75 @@ HTTPROUTE_SCHEMA = {
             "additionalProperties": False,
             "required": ["parentRefs", "rules"],
             "properties": {
-                "parentRefs": {"type": "array", "minItems": 1, "maxItems": 32, "items": {
-                    "type": "object", "required": ["name"], "additionalProperties": False,
-                    "properties": {"name": _NAME, "namespace": _NAME, "sectionName": _NAME, "group": {"type": "string"},
-                                   "kind": {"type": "string"}, "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}},
-                "hostnames": {"type": "array", "maxItems": 16, "items": {
-                    "type": "string", "pattern": r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"}},
-                "rules": {"type": "array", "minItems": 1, "maxItems": 16, "items": {
-                    "type": "object", "additionalProperties": False,
-                    "properties": {
-                        "matches": {"type": "array", "items": {
-                            "type": "object", "additionalProperties": False,
-                            "properties": {"path": {"type": "object", "additionalProperties": False,
-                                                    "required": ["type", "value"],
-                                                    "properties": {"type": {"enum": ["Exact", "PathPrefix", "RegularExpression"]},
-                                                                   "value": {"type": "string", "pattern": "^/"}}}}}},
-                        "backendRefs": {"type": "array", "minItems": 1, "items": {
-                            "type": "object", "required": ["name", "port"], "additionalProperties": False,
-                            "properties": {"name": _NAME, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                                           "weight": {"type": "integer", "minimum": 0}}}}}}},
+                "parentRefs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 32,
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": _NAME,
+                            "namespace": _NAME,
+                            "sectionName": _NAME,
+                            "group": {"type": "string"},
+                            "kind": {"type": "string"},
+                            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                        },
+                    },
+                },
+                "hostnames": {
+                    "type": "array",
+                    "maxItems": 16,
+                    "items": {
+                        "type": "string",
+                        "pattern": r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+                    },
+                },
+                "rules": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 16,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "matches": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "path": {
+                                            "type": "object",
+                                            "additionalProperties": False,
+                                            "required": ["type", "value"],
+                                            "properties": {
+                                                "type": {"enum": ["Exact", "PathPrefix", "RegularExpression"]},
+                                                "value": {"type": "string", "pattern": "^/"},
+                                            },
+                                        }
+                                    },
+                                },
+                            },
+                            "backendRefs": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "port"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "name": _NAME,
+                                        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                        "weight": {"type": "integer", "minimum": 0},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
             },
         },
     },
@@ -112,7 +167,9 @@ def test_httproute_has_the_gateway_api_v1_shape(case):
     (route,) = chart.of_kind(chart.docs(case), "HTTPRoute")
     jsonschema.validate(route, HTTPROUTE_SCHEMA)
     with pytest.raises(jsonschema.ValidationError):  # the check is real: a typo fails it
-        jsonschema.validate({**route, "spec": {**route["spec"], "parentRef": route["spec"]["parentRefs"]}}, HTTPROUTE_SCHEMA)
+        jsonschema.validate(
+            {**route, "spec": {**route["spec"], "parentRef": route["spec"]["parentRefs"]}}, HTTPROUTE_SCHEMA
+        )
 
 
 @pytest.mark.parametrize(
@@ -125,6 +182,22 @@ def test_httproute_has_the_gateway_api_v1_shape(case):
         ({"inference": {"replicaCounts": 2}}, "replicaCounts"),
         ({"fullnameOverride": "a" * 40}, "longer than 63"),
         ({"inference": {"models": {"digits": {"canary": {"enabled": True}}}}}, "canary.weights"),
+        (
+            {
+                "inference": {
+                    "models": {"digits": {"canary": {"enabled": True, "weights": {"1": 1}, "labels": {"a": 1}}}}
+                }
+            },
+            "not both",
+        ),
+        (
+            {"inference": {"models": {"digits": {"canary": {"enabled": True, "labels": {"a/b": 1}}}}}},
+            "does not match pattern",
+        ),
+        (
+            {"inference": {"models": {"digits": {"modelConfig": "model_config_list { config { name: 'other' } }"}}}},
+            "modelConfig must configure the model digits",
+        ),
         ({"gateway": {"apiKeys": {"enabled": True}}}, "existingSecret"),
         ({"httpRoute": {"enabled": True}}, "parentRefs"),
         ({"inference": {"terminationGracePeriodSeconds": 20}}, "terminationGracePeriodSeconds 20"),
@@ -132,6 +205,22 @@ def test_httproute_has_the_gateway_api_v1_shape(case):
         ({"preStop": {"mode": "pause"}}, "mode"),
         ({"inference": {"resources": {"limits": {"cpu": None}}}}, "cpu"),
         ({"tests": {"model": "nope"}}, "nope"),
+        ({"modelControl": {"enabled": True}}, "modelControl.existingSecret"),
+        (
+            {"modelControl": {"enabled": True, "keys": ["a"]}, "networkPolicy": {"enabled": False}},
+            "needs networkPolicy.enabled",
+        ),
+        (
+            {"modelControl": {"enabled": True, "existingSecret": "x"}, "networkPolicy": {"enabled": False}},
+            "needs networkPolicy.enabled",
+        ),
+        (
+            {
+                "modelControl": {"enabled": True, "keys": ["same"]},
+                "gateway": {"apiKeys": {"enabled": True, "keys": ["same"]}},
+            },
+            "an admin key must be its own",
+        ),
     ],
 )
 def test_mistakes_are_refused_with_a_reason(overrides, message):
@@ -193,10 +282,11 @@ def test_nginx_moves_keepalive_clients_off_within_the_prestop_pause(case):
 
 
 @pytest.mark.parametrize("case", ["defaults", "everything"])
-def test_nginx_never_proxies_metrics(case):
+def test_nginx_never_proxies_metrics_or_the_status_page(case):
     conf = chart.nginx_conf(chart.docs(case))
-    block = re.search(r"location = /metrics \{([^}]*)\}", conf)
-    assert block and "return 404" in block[1] and "proxy_pass" not in block[1], conf
+    for location in (re.escape("= /metrics"), re.escape(r"~ ^/status(\.json|\.js)?$")):
+        block = re.search(location + r" \{([^}]*)\}", conf)
+        assert block and "return 404" in block[1] and "proxy_pass" not in block[1], (location, conf)
 
 
 def test_values_yaml_documents_every_key():
@@ -248,3 +338,34 @@ def test_notes_render_and_never_print_api_keys(case):
     assert "helm upgrade modelserver" in notes
     for key in chart.values(case).get("gateway", {}).get("apiKeys", {}).get("keys", []):
         assert key not in notes
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize("case", ["defaults", "model-control-created", "model-control-existing"])
+def test_model_control_is_off_unless_enabled_and_then_takes_admin_keys_of_its_own(case):
+    docs = chart.docs(case)
+    enabled = chart.values(case).get("modelControl", {}).get("enabled", False)
+    inference = [c for d in chart.of_kind(docs, "Deployment") for c in d["spec"]["template"]["spec"]["containers"]
+                 if c["name"] == "inference"]
+    assert inference and {_env(c)["INFERENCE_REPOSITORY_CONTROL"] for c in inference} == {"on" if enabled else "off"}
+    (gateway,) = [d for d in chart.of_kind(docs, "Deployment")
+                  if any(c["name"] == "gateway" for c in d["spec"]["template"]["spec"]["containers"])]
+    pod = gateway["spec"]["template"]["spec"]
+    env = _env(pod["containers"][0])
+    secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    if not enabled:
+        assert "GATEWAY_ADMIN_KEYS_FILE" not in env and not any("admin" in s for s in secrets)
+        return
+    control = chart.values(case)["modelControl"]
+    key = control.get("secretKey", "admin-keys")
+    assert env["GATEWAY_ADMIN_KEYS_FILE"] == f"/etc/modelserver/admin-keys/{key}"
+    name = control.get("existingSecret") or "modelserver-admin-keys"
+    assert name in secrets
+    created = [d for d in chart.of_kind(docs, "Secret") if d["metadata"]["name"] == "modelserver-admin-keys"]
+    assert bool(created) == (not control.get("existingSecret"))
+    if created:
+        assert base64.b64decode(created[0]["data"][key]).decode() == "admin-one\n"
+        assert env.get("GATEWAY_API_KEYS_FILE") != env["GATEWAY_ADMIN_KEYS_FILE"]

@@ -45,9 +45,19 @@ def commands(output: str) -> list[str]:
 
 
 def test_dry_run_prints_every_step_in_order(dry_run):
-    steps = ["kind create cluster", "make image", "kind load docker-image", "apply -f", "patch deployment metrics-server",
-             "rollout status deployment/metrics-server", "apiservice/v1beta1.metrics.k8s.io", "helm upgrade --install",
-             "helm test", "-m pytest tests/e2e", "kind delete cluster"]
+    steps = [
+        "kind create cluster",
+        "make image",
+        "kind load docker-image",
+        "apply -f",
+        "patch deployment metrics-server",
+        "rollout status deployment/metrics-server",
+        "apiservice/v1beta1.metrics.k8s.io",
+        "helm upgrade --install",
+        "helm test",
+        "-m pytest tests/e2e",
+        "kind delete cluster",
+    ]
     printed = commands(dry_run)
     positions = [next(i for i, line in enumerate(printed) if step in line) for step in steps]
     assert positions == sorted(positions), printed

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from tests.deploy import chart
 from tests.deploy.chart import CHART
+from tests.support.standin import serving
 
 SCRIPT = CHART / "files/helm-test.py"
 
@@ -37,7 +37,9 @@ class StandIn(BaseHTTPRequestHandler):
         if not self._authorized():
             return self._reply(401, {"error": "missing API key"})
         if self.path == "/v2/models/digits":
-            return self._reply(200, {"name": "digits", "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]})
+            return self._reply(
+                200, {"name": "digits", "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]}
+            )
         self._reply(404, {"error": "no such path"})
 
     def do_POST(self):  # noqa: N802
@@ -56,12 +58,8 @@ class StandIn(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     StandIn.predictions, StandIn.required_key, StandIn.seen = 1, "", []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(StandIn) as url:
+        yield url
 
 
 def run(base_url, **env):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.load import Load
+from stack.load import Load
 
 CONTEXT = os.environ.get("E2E_KUBE_CONTEXT", "")
 BASE_URL = os.environ.get("E2E_BASE_URL", "http://127.0.0.1:30080").rstrip("/")
@@ -69,6 +69,13 @@ class Cluster:
             if time.monotonic() > deadline:
                 break
         raise TimeoutError(f"deployment {name} did not finish rolling out in {timeout}s")
+
+    def serves_resource_metrics(self) -> bool:
+        """Whether the cluster serves metrics.k8s.io (metrics-server): without it no HPA can scale."""
+        from kubernetes import client
+
+        groups = client.ApisApi().get_api_versions().groups or []
+        return any(g.name == "metrics.k8s.io" for g in groups)
 
     def ready_pods(self, component: str) -> list:
         return [p for p in self.pods(self.deployment(component))
@@ -127,7 +134,9 @@ def assert_no_failures(load: Load, event: str = "") -> None:
         print(f"\n{event}: {result.failures} failed of {result.total}; latency p99 "
               f"{latencies[int(len(latencies) * 0.99) - 1] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; "
               f"{dict(result.statuses)} {dict(result.errors)}")
-    assert result.failures == 0, f"{result.failures} of {result.total} failed: {dict(result.statuses)} {dict(result.errors)}"
+    assert result.failures == 0, (
+        f"{result.failures} of {result.total} failed: {dict(result.statuses)} {dict(result.errors)}"
+    )
 
 
 def test_the_stack_answers_through_nginx():
@@ -200,7 +209,8 @@ def test_a_deleted_inference_pod_leaves_the_gateways_rotation_within_seconds(clu
     assert len(ready) >= 2, "the chart runs at least two replicas"
     victim = ready[0]
     gateways = cluster.ready_pods("gateway")
-    label = f'modelserver_gateway_requests_total{{backend="{victim.status.pod_ip}:{victim.spec.containers[0].ports[0].container_port}"'
+    address = f"{victim.status.pod_ip}:{victim.spec.containers[0].ports[0].container_port}"
+    label = f'modelserver_gateway_requests_total{{backend="{address}"'
 
     def sent_to_victim() -> float:
         return sum(float(line.rsplit(" ", 1)[1]) for gateway in gateways
@@ -223,6 +233,8 @@ def test_a_deleted_inference_pod_leaves_the_gateways_rotation_within_seconds(clu
 
 @pytest.mark.timeout(1200)
 def test_the_hpa_scales_out_under_load_and_back(cluster):
+    if not cluster.serves_resource_metrics():
+        pytest.skip("the cluster serves no metrics.k8s.io API (no metrics-server): an HPA cannot scale there")
     name = cluster.deployment(f"inference-{MODEL}").metadata.name
 
     def hpa():

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from stack.load import Load
 from tests.e2e.conftest import start_stack
-from tests.support.load import Load
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.slow

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import time
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import requests
 
+from stack.load import Load
 from tests.e2e.conftest import wait_ready
 from tests.support import models
-from tests.support.load import Load
+from tests.support.servers import REPO, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -114,6 +115,29 @@ def test_every_replica_takes_traffic(local_stack):
     assert all(g >= 20 for g in gained), f"requests per replica: {gained}"
 
 
+def test_a_second_launcher_on_the_same_run_directory_is_refused_and_the_first_stack_serves_on(local_stack):
+    """Two stacks in one run directory rewrote each other's nginx config and pid files: the
+    first one's nginx restarted under load and answered errors afterwards."""
+    url, local = local_stack
+    before = local.state
+    config = (local.run_dir / "nginx" / "nginx.conf").read_bytes()
+    with Load(predict_session(url), concurrency=2, max_seconds=60) as load:
+        second = subprocess.run(
+            [sys.executable, "-m", "stack", "--port", str(free_port()), "--model-root", str(local.model_root),
+             "--run-dir", str(local.run_dir)],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        load.wait_for(50)
+    assert second.returncode == 1, second.stderr[-2000:]
+    assert f"a stack is already running with run directory {local.run_dir}" in second.stderr
+    assert before["url"] in second.stderr
+    result = load.result
+    assert result.failures == 0 and result.total >= 50, (result.statuses, result.errors)
+    assert local.state == before  # same processes, same URL
+    assert (local.run_dir / "nginx" / "nginx.conf").read_bytes() == config
+    assert requests.post(f"{url}/v1/models/digits:predict", data=open_example(), timeout=30).status_code == 200
+
+
 def predict_session(url: str):
     body = open_example()
 
@@ -150,12 +174,14 @@ def test_model_upgrade_under_load(local_stack, digits_version):
     def send(session: requests.Session) -> requests.Response:
         return session.post(f"{url}/v2/models/digits/infer", json=body, timeout=30)
 
+    old = models.newest_version(local.model_root, "digits")  # other tests may have upgraded it
+    new = str(old + 1)
     with Load(send, concurrency=8, max_seconds=90, classify=version_of) as load:
         load.wait_for(100)
-        models.copy_version(digits_version, local.model_root, "digits", 2)
-        # Until every replica answers with version 2 only (no version 1 for 1.5 s).
-        switched_after = load.wait_until_only("2", timeout=20)
+        models.copy_version(digits_version, local.model_root, "digits", old + 1)
+        # Until every replica answers with the new version only (no other for 1.5 s).
+        switched_after = load.wait_until_only(new, timeout=20)
     result = load.result
     assert result.failures == 0, (result.statuses, result.errors)
-    assert switched_after < 10, f"version 2 served everywhere only after {switched_after:.1f}s"
-    assert result.seen["1"] > 0 and result.seen["2"] > 0
+    assert switched_after < 10, f"version {new} served everywhere only after {switched_after:.1f}s"
+    assert result.seen[str(old)] > 0 and result.seen[new] > 0

@@ -13,9 +13,9 @@ import time
 import pytest
 import requests
 
-from tests.e2e.conftest import wait_ready
 from soak import procs
-from tests.support.load import Load
+from stack.load import Load
+from tests.e2e.conftest import wait_ready
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from stack.load import Load
 from tests.support import models
-from tests.support.load import Load
 from tests.support.servers import REPO
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,9 @@ class FuzzRun:
     output: str
 
     def summary(self) -> str:
-        return f"{self.generated} cases, {len(self.failures)} failures, {len(self.errors)} errors\n{self.output[-6000:]}"
+        return (
+            f"{self.generated} cases, {len(self.failures)} failures, {len(self.errors)} errors\n{self.output[-6000:]}"
+        )
 
 
 def config(path: Path, models: list[str], versions: list[str], *, api_key: str | None = None) -> Path:

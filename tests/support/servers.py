@@ -1,86 +1,17 @@
-"""Start and stop real server processes (Gunicorn, nginx) on free loopback ports."""
+"""Real Gunicorn servers of each service on free loopback ports (processes: stack/launch.py)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import requests
-
-from stack.__main__ import free_port  # noqa: F401  (re-exported for the tests)
+from stack.launch import Process, free_port, wait_until_ready  # noqa: F401  (the tests' names for them)
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-
-
-class Process:
-    """A child process in its own process group, its output in a log file for post-mortems."""
-
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, cwd: Path = REPO):
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen(
-            list(argv), env={**os.environ, **env}, cwd=cwd, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30, *, reap_group: bool = True) -> int:
-        """Signal the process and wait; kill the whole group if it overstays.
-
-        ``reap_group`` also kills whatever of the group is left after a clean exit (workers of
-        a crashed master would keep ports and CPUs busy); off for tests that check that the
-        process cleaned up after itself.
-        """
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        if reap_group:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self._log.close()
-        return self.proc.returncode
-
-
-def wait_until_ready(url: str, process: Process | None = None, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if process is not None and not process.alive():
-            raise RuntimeError(f"server exited early:\n{process.log_tail()}")
-        try:
-            response = requests.get(url, timeout=2)
-            if response.status_code == 200:
-                return
-            last = f"{response.status_code} {response.text[:200]}"
-        except requests.RequestException as error:
-            last = str(error)
-        time.sleep(0.2)
-    tail = process.log_tail() if process else ""
-    raise TimeoutError(f"{url} not ready after {timeout}s: {last}\n{tail}")
 
 
 def start_gunicorn(
@@ -134,3 +65,25 @@ def start_gateway(
     }
     return start_gunicorn("gateway", settings, port, log_path, ready_path=ready_path,
                           ready_timeout=ready_timeout)
+
+
+def connections_per_worker(master: int, port: int) -> list[int]:
+    """Established connections to ``port`` held by each worker of ``master`` (from /proc)."""
+    return list(connections_by_worker(master, port).values())
+
+
+def connections_by_worker(master: int, port: int) -> dict[int, int]:
+    """Established connections to ``port`` by worker pid of ``master`` (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
+                inodes.add(fields[9])
+    workers = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+               and (p / "stat").exists() and (p / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(master)]
+    counts = {}
+    for worker in workers:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{worker}/fd").iterdir()]
+        counts[worker] = sum(link[8:-1] in inodes for link in links if link.startswith("socket:["))
+    return counts

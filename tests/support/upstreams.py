@@ -1,4 +1,4 @@
-"""Deliberately broken inference replicas: real HTTP servers that are slow, shed load or fail.
+"""Deliberately broken inference replicas: real HTTP (and gRPC) servers that are slow, shed load or fail.
 
 Test doubles for what a real inference server will not do on demand. They answer ``/readyz``
 like one (so the gateway's probes take them for ready) and record what they were sent.
@@ -7,9 +7,14 @@ like one (so the gateway's probes take them for ready) and record what they were
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+
+import grpc
+
+from tests.support.standin import LoopbackServer
 
 
 class Upstream:
@@ -17,11 +22,14 @@ class Upstream:
 
     def __init__(self, *, models: tuple[str, ...] = ("digits",), status: int = 200,
                  body: bytes = b'{"predictions": []}', delay: float = 0.0,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, grpc_port: int | None = None) -> None:
         self.status, self.body, self.delay = status, body, delay
         self.headers = headers or {}
         self.seen: list[tuple[str, str, dict[str, str]]] = []  # method, path, headers
-        ready = json.dumps({"status": "ready", "models": {m: 1 for m in models}}).encode()
+        readiness: dict[str, object] = {"status": "ready", "models": {m: 1 for m in models}}
+        if grpc_port is not None:
+            readiness["grpc_port"] = grpc_port  # as an inference server with gRPC on says it
+        ready = json.dumps(readiness).encode()
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -55,14 +63,54 @@ class Upstream:
 
             do_GET = do_POST = _answer
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.address = f"127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(Handler)
+        self.address = self._server.address
 
     def model_calls(self) -> int:
         return len(self.seen)
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.close()
+
+
+@dataclass
+class GrpcCall:
+    method: str
+    body: bytes
+    metadata: dict[str, str]
+    time_remaining: float | None
+
+
+class GrpcUpstream:
+    """A replica's gRPC port that answers every call with ``answer`` (bytes), or fails with
+    ``error`` (code, details, trailing metadata), and records each call; ``http`` is its
+    ``/readyz`` side, naming the port as an inference server does."""
+
+    def __init__(self, *, answer: bytes = b"", error: tuple[grpc.StatusCode, str, tuple] | None = None,
+                 models: tuple[str, ...] = ("digits",)) -> None:
+        self.answer, self.error = answer, error
+        self.seen: list[GrpcCall] = []
+        upstream = self
+
+        class Handler(grpc.GenericRpcHandler):
+            def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+                def answer(body: bytes, context: grpc.ServicerContext) -> bytes:
+                    upstream.seen.append(GrpcCall(
+                        details.method, body, {k: v for k, v in context.invocation_metadata() if isinstance(v, str)},
+                        context.time_remaining()))
+                    if upstream.error is not None:
+                        code, message, trailing = upstream.error
+                        context.set_trailing_metadata(trailing)
+                        context.abort(code, message)
+                    return upstream.answer
+
+                return grpc.unary_unary_rpc_method_handler(answer)
+
+        self._server = grpc.server(ThreadPoolExecutor(8), handlers=[Handler()])
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+        self.http = Upstream(models=models, grpc_port=self.port)
+
+    def close(self) -> None:
+        self._server.stop(None)
+        self.http.close()

@@ -9,10 +9,15 @@ DNS search path, so the same file works in any namespace.
 {{- $config := mergeOverwrite (deepCopy (omit $.Values.inference "models")) (deepCopy (default dict $overrides)) }}
 {{- $route := dict "backends" (list (printf "%s:%v" (include "modelserver.headlessName" (list $ $model)) $config.service.port)) }}
 {{- if $config.canary.enabled }}
-{{- if not $config.canary.weights }}
-{{- fail (printf "inference.models.%s.canary.enabled needs canary.weights, e.g. {\"1\": 90, \"2\": 10}" $model) }}
-{{- end }}
+{{- if and $config.canary.weights $config.canary.labels }}
+{{- fail (printf "inference.models.%s.canary: give weights (versions) or labels, not both" $model) }}
+{{- else if $config.canary.labels }}
+{{- $_ := set $route "labels" $config.canary.labels }}
+{{- else if $config.canary.weights }}
 {{- $_ := set $route "versions" $config.canary.weights }}
+{{- else }}
+{{- fail (printf "inference.models.%s.canary.enabled needs canary.weights, e.g. {\"1\": 90, \"2\": 10}, or canary.labels" $model) }}
+{{- end }}
 {{- end }}
 {{- $_ := set $models $model $route }}
 {{- end }}
@@ -32,6 +37,28 @@ DNS search path, so the same file works in any namespace.
 {{- printf "%s\n" (join "\n" $keys) }}
 {{- end }}
 
+{{- define "modelserver.adminKeysSecretName" -}}
+{{- default (include "modelserver.componentName" (list . "admin-keys")) .Values.modelControl.existingSecret }}
+{{- end }}
+
+{{/* The admin keys file of the Secret the chart creates; model control needs the network
+policies, or the inference pods would take load/unload from anyone in the cluster. */}}
+{{- define "modelserver.adminKeysFile" -}}
+{{- if not .Values.networkPolicy.enabled }}
+{{- fail "modelControl.enabled needs networkPolicy.enabled: the inference pods take load/unload from whoever reaches them" }}
+{{- end }}
+{{- $keys := .Values.modelControl.keys }}
+{{- if not $keys }}
+{{- fail "modelControl.enabled needs modelControl.existingSecret (preferred) or modelControl.keys" }}
+{{- end }}
+{{- range $keys }}
+{{- if has . $.Values.gateway.apiKeys.keys }}
+{{- fail "modelControl.keys and gateway.apiKeys.keys share a key: an admin key must be its own" }}
+{{- end }}
+{{- end }}
+{{- printf "%s\n" (join "\n" $keys) }}
+{{- end }}
+
 {{/* The gateway container. Call with (dict "root" $ "workload" $w). */}}
 {{- define "modelserver.gatewayContainer" -}}
 {{- $root := .root }}
@@ -44,14 +71,23 @@ DNS search path, so the same file works in any namespace.
     - name: http
       containerPort: {{ $config.service.port }}
       protocol: TCP
+    - name: grpc
+      containerPort: {{ $config.service.grpcPort }}
+      protocol: TCP
   env:
     - name: GATEWAY_BIND
       value: "0.0.0.0:{{ $config.service.port }}"
+    - name: GATEWAY_GRPC_BIND
+      value: "0.0.0.0:{{ $config.service.grpcPort }}"
     - name: GATEWAY_ROUTES_FILE
       value: /etc/modelserver/routes/routes.yaml
     {{- if $config.apiKeys.enabled }}
     - name: GATEWAY_API_KEYS_FILE
       value: /etc/modelserver/api-keys/{{ $config.apiKeys.secretKey }}
+    {{- end }}
+    {{- if $root.Values.modelControl.enabled }}
+    - name: GATEWAY_ADMIN_KEYS_FILE
+      value: /etc/modelserver/admin-keys/{{ $root.Values.modelControl.secretKey }}
     {{- end }}
     - name: GATEWAY_WORKERS
       value: {{ $config.workers | quote }}
@@ -69,6 +105,10 @@ DNS search path, so the same file works in any namespace.
     # nginx logs every request already (nginx.accessLog); this is the gateway's own line.
     - name: GATEWAY_ACCESS_LOG
       value: {{ $config.accessLog | quote }}
+    {{- include "modelserver.tracingEnv" (list $root "gateway") | nindent 4 }}
+    # The live status page, without a key; nginx never proxies it (files/nginx.conf.template).
+    - name: GATEWAY_STATUS_PAGE
+      value: {{ $config.statusPage | quote }}
     {{- with $config.env }}
     {{- include "modelserver.env" . | nindent 4 }}
     {{- end }}
@@ -85,5 +125,10 @@ DNS search path, so the same file works in any namespace.
       mountPath: /etc/modelserver/api-keys
       readOnly: true
     {{- end }}
-  {{- include "modelserver.containerCommon" (dict "root" $root "config" $config "probes" (dict "port" "http" "ready" "/readyz" "live" "/healthz" "timing" $config.probes) "drain" true) | nindent 2 }}
+    {{- if $root.Values.modelControl.enabled }}
+    - name: admin-keys
+      mountPath: /etc/modelserver/admin-keys
+      readOnly: true
+    {{- end }}
+  {{- include "modelserver.containerCommon" (dict "root" $root "config" $config "probes" (dict "port" "http" "ready" "/readyz" "live" "/healthz" "grpcReady" $config.service.grpcPort "timing" $config.probes) "drain" true) | nindent 2 }}
 {{- end }}

@@ -159,17 +159,34 @@ preStop:
 {{- end }}
 {{- end }}
 
-{{/* startup, readiness and liveness probes. Call with (dict "port" "http" "ready" "/readyz" "live" "/healthz" "timing" $config.probes). */}}
+{{/* startup, readiness and liveness probes. Call with (dict "port" "http" "ready" "/readyz" "live" "/healthz" "timing" $config.probes),
+and "grpcReady" <port number> for a native gRPC readiness probe (grpc.health.v1; Kubernetes 1.24+ takes
+a number there, not a port name) instead of the HTTP one. */}}
 {{- define "modelserver.probes" -}}
 startupProbe:
   httpGet: {path: {{ .live }}, port: {{ .port }}}
   {{- toYaml .timing.startup | nindent 2 }}
 readinessProbe:
+  {{- if .grpcReady }}
+  grpc: {port: {{ .grpcReady }}}
+  {{- else }}
   httpGet: {path: {{ .ready }}, port: {{ .port }}}
+  {{- end }}
   {{- toYaml .timing.readiness | nindent 2 }}
 livenessProbe:
   httpGet: {path: {{ .live }}, port: {{ .port }}}
   {{- toYaml .timing.liveness | nindent 2 }}
+{{- end }}
+
+{{/* OpenTelemetry's standard variables when tracing.otlpEndpoint is set. Call with (list $ "gateway"). */}}
+{{- define "modelserver.tracingEnv" -}}
+{{- $root := index . 0 }}
+{{- with $root.Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "modelserver-%s" (index $ 1) | quote }}
+{{- end }}
 {{- end }}
 
 {{/* Environment variables from a map, in a stable order. */}}
@@ -182,7 +199,7 @@ livenessProbe:
 
 {{/*
 Every workload with its merged configuration, as JSON {"items": [...]}: name, component, kind
-("inference", "gateway" or "nginx"), model (inference only), port and config.
+("inference", "gateway" or "nginx"), model (inference only), port, grpcPort (the container's) and config.
 */}}
 {{- define "modelserver.workloads" -}}
 {{- $items := list }}
@@ -190,10 +207,10 @@ Every workload with its merged configuration, as JSON {"items": [...]}: name, co
 {{- range $model, $overrides := .Values.inference.models }}
 {{- $config := mergeOverwrite (deepCopy $defaults) (deepCopy (default dict $overrides)) }}
 {{- $component := printf "inference-%s" $model }}
-{{- $items = append $items (dict "name" (include "modelserver.componentName" (list $ $component)) "component" $component "kind" "inference" "model" $model "port" $config.service.port "config" $config) }}
+{{- $items = append $items (dict "name" (include "modelserver.componentName" (list $ $component)) "component" $component "kind" "inference" "model" $model "port" $config.service.port "grpcPort" $config.service.grpcPort "config" $config) }}
 {{- end }}
-{{- $items = append $items (dict "name" (include "modelserver.componentName" (list $ "gateway")) "component" "gateway" "kind" "gateway" "port" .Values.gateway.service.port "config" .Values.gateway) }}
-{{- $items = append $items (dict "name" (include "modelserver.componentName" (list $ "nginx")) "component" "nginx" "kind" "nginx" "port" 8080 "config" .Values.nginx) }}
+{{- $items = append $items (dict "name" (include "modelserver.componentName" (list $ "gateway")) "component" "gateway" "kind" "gateway" "port" .Values.gateway.service.port "grpcPort" .Values.gateway.service.grpcPort "config" .Values.gateway) }}
+{{- $items = append $items (dict "name" (include "modelserver.componentName" (list $ "nginx")) "component" "nginx" "kind" "nginx" "port" 8080 "grpcPort" 8500 "config" .Values.nginx) }}
 {{- dict "items" $items | toJson }}
 {{- end }}
 

@@ -10,12 +10,23 @@
     - name: http
       containerPort: 8080
       protocol: TCP
+    - name: grpc
+      containerPort: {{ $config.service.grpcPort }}
+      protocol: TCP
   env:
     # Every interface: the service's default (127.0.0.1) is for one machine.
     - name: INFERENCE_BIND
       value: "0.0.0.0:8080"
+    # gRPC on every worker; /readyz names the port, and the gateway calls it there.
+    - name: INFERENCE_GRPC_BIND
+      value: "0.0.0.0:{{ $config.service.grpcPort }}"
     - name: INFERENCE_MODEL_ROOT
       value: {{ $config.modelRoot | quote }}
+    {{- if $config.modelConfig }}
+    # TF Serving's model config file, from the ConfigMap (modelserver.modelConfigMap).
+    - name: INFERENCE_MODEL_CONFIG_FILE
+      value: {{ include "modelserver.modelConfigFile" . }}
+    {{- end }}
     - name: INFERENCE_WORKERS
       value: {{ $config.workers | quote }}
     - name: INFERENCE_THREADS
@@ -31,9 +42,14 @@
       value: {{ $config.gracefulTimeout | quote }}
     - name: INFERENCE_KEEPALIVE
       value: {{ $config.keepalive | quote }}
+    # Triton's load/unload: only from the gateway (the network policies let nothing else in),
+    # and only with modelControl on; off, the pods refuse it whoever asks.
+    - name: INFERENCE_REPOSITORY_CONTROL
+      value: {{ ternary "on" "off" $root.Values.modelControl.enabled | quote }}
     # Created by the preStop hook: the pod announces its drain (modelserver.preStop).
     - name: INFERENCE_DRAIN_FILE
       value: {{ include "modelserver.drainFile" $root }}
+    {{- include "modelserver.tracingEnv" (list $root "inference") | nindent 4 }}
     {{- with $config.env }}
     {{- include "modelserver.env" . | nindent 4 }}
     {{- end }}
@@ -47,5 +63,22 @@
       mountPath: {{ $config.modelRoot }}
       readOnly: true
     {{- end }}
+    {{- if $config.modelConfig }}
+    # The directory, not a subPath: a ConfigMap edit reaches a directory mount, never a subPath.
+    - name: model-config
+      mountPath: {{ include "modelserver.modelConfigDir" . }}
+      readOnly: true
+    {{- end }}
   {{- include "modelserver.containerCommon" (dict "root" $root "config" $config "probes" (dict "port" "http" "ready" "/readyz" "live" "/healthz" "timing" $config.probes) "drain" true) | nindent 2 }}
+{{- end }}
+
+{{/* Where the model config file is mounted, and its path (INFERENCE_MODEL_CONFIG_FILE). */}}
+{{- define "modelserver.modelConfigDir" -}}
+/etc/modelserver/model-config
+{{- end }}
+{{- define "modelserver.modelConfigFile" -}}
+{{ include "modelserver.modelConfigDir" . }}/models.config
+{{- end }}
+{{- define "modelserver.modelConfigMap" -}}
+{{- printf "%s-model-config" .name }}
 {{- end }}

@@ -1,5 +1,7 @@
+import pytest
 from flask import Flask
 
+from services.common import errors
 from services.common.errors import NotFound, TooManyRequests, Unavailable, register_error_handlers
 
 
@@ -47,3 +49,28 @@ def test_every_error_is_json_with_the_mapped_status():
 
 def test_internal_details_never_reach_the_client():
     assert b"secret" not in make_app().test_client().get("/bug").data
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def test_every_error_has_a_grpc_code_and_client_mistakes_are_never_internal():
+    grpc = pytest.importorskip("grpc")
+    for cls in [errors.ServingError, *_subclasses(errors.ServingError)]:
+        code = grpc.StatusCode[cls.grpc_code]  # a real code's name
+        if issubclass(cls, errors.ClientError):
+            assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), cls
+    assert errors.NotFound("x").grpc_code == "NOT_FOUND"
+    assert errors.Overloaded("x").grpc_code == "UNAVAILABLE"
+    assert errors.GatewayTimeout("x").grpc_code == "DEADLINE_EXCEEDED"
+    assert errors.PayloadTooLarge("x").grpc_code == "RESOURCE_EXHAUSTED"
+
+
+def test_the_retry_hint_as_grpc_trailing_metadata():
+    assert errors.Overloaded("busy", retry_after=2.2).retry_metadata() == (
+        ("retry-after", "3"), ("grpc-retry-pushback-ms", "3000"))
+    assert errors.Overloaded("busy", retry_after=0.1).retry_metadata()[0] == ("retry-after", "1")
+    assert errors.NotFound("gone").retry_metadata() == ()

@@ -12,7 +12,7 @@ import requests
 
 from services.gateway.tests.conftest import address, stop_cleanly, write_routes
 from services.gateway.tests.test_resilience import gateway_metric, infer, wait_for
-from tests.support.load import Load
+from stack.load import Load
 from tests.support.servers import start_gateway, start_inference
 from tests.support.upstreams import Upstream
 

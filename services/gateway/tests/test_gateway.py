@@ -86,7 +86,7 @@ def test_tritonclient_with_binary_tensors_through_the_gateway(gateway):
     headers = {"Authorization": f"Bearer {FILE_KEY}"}
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("digits", headers=headers)
-    assert client.get_server_metadata(headers=headers)["extensions"] == ["binary_tensor_data"]
+    assert client.get_server_metadata(headers=headers)["extensions"][0] == "binary_tensor_data"
     tensor = triton.InferInput("pixels", [1, 8, 8, 1], "FP32")
     tensor.set_data_from_numpy(PIXELS, binary_data=True)
     wanted = triton.InferRequestedOutput("probabilities", binary_data=True)
@@ -198,7 +198,12 @@ def test_readiness_and_metrics(gateway):
     scraped = requests.get(f"{url}/metrics")
     assert scraped.headers["Content-Type"].count("charset") == 1, scraped.headers  # not twice
     text = scraped.text
-    assert re.search(r'modelserver_gateway_requests_total\{backend="127\.0\.0\.1:\d+",model="digits",status="200"\}', text)
+    assert re.search(
+        r'modelserver_gateway_requests_total\{backend="127\.0\.0\.1:\d+",model="digits",protocol="http",status="200"\}',
+        text,
+    )
     assert "modelserver_gateway_upstream_duration_seconds_bucket" in text
     assert 'modelserver_gateway_rejections_total{reason="unauthorized"}' in text
     assert "modelserver_gateway_inflight_requests" in text
+    assert 'modelserver_gateway_backends{model="digits"} 2.0' in text
+    assert 'modelserver_gateway_backends_ready{model="digits"} 2.0' in text

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.common import openapi as oa
 from services.gateway import openapi, paths
 from services.gateway.tests.conftest import write_routes
+from services.protocol import openapi as oa
+from tests.support import openapi_routes
 from tests.support.upstreams import Upstream
 
 
@@ -23,10 +24,10 @@ def app(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_every_route_is_documented_and_every_documented_path_is_served(app):
-    served = {(t, m) for t, m in oa.flask_routes(app) if t not in openapi.UNDOCUMENTED}
+    served = {(t, m) for t, m in openapi_routes.flask_routes(app) if t not in openapi.UNDOCUMENTED}
     served |= {(template, method.lower()) for template, method in paths.templates()}
     for auth in (True, False):
-        documented = oa.documented(openapi.build_document(auth))
+        documented = openapi_routes.documented(openapi.build_document(auth))
         assert served - documented == set(), "routes missing from the document"
         assert documented - served == set(), "documented paths the gateway does not serve"
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from services.gateway.tests.conftest import address, stop_cleanly, write_routes
-from tests.support.load import Load
+from stack.load import Load
 from tests.support.servers import start_gateway
 from tests.support.upstreams import Upstream
 
@@ -58,6 +58,10 @@ def test_a_replica_killed_under_load_costs_no_request(replicas, tmp_path):
         assert result.total >= killed_at + 400
         assert gateway_metric(url, "modelserver_gateway_retries_total") >= 1
         assert requests.get(f"{url}/readyz").json()["models"]["digits"] == {"backends": 2, "ready": 1}
+        ready = 'modelserver_gateway_backends_ready{model="digits"}'
+        wait_for(lambda: gateway_metric(url, ready) == 1)  # each worker's next probe
+        assert gateway_metric(url, ready) == 1
+        assert gateway_metric(url, 'modelserver_gateway_backends{model="digits"}') == 2
     finally:
         stop_cleanly(gateway)
 
@@ -236,7 +240,11 @@ def test_a_full_gateway_refuses_at_once_while_its_threads_are_busy(tmp_path):
             assert [f.result().status_code for f in held] == [200] * 4
         assert slow.model_calls() == before + 4  # the refused call never reached the replica
         assert gateway_metric(url, 'modelserver_gateway_rejections_total{reason="overloaded"}') == 1
-        assert gateway_metric(url, 'modelserver_gateway_requests_total{backend="none",model="digits",status="503"}') == 1
+        assert (
+            gateway_metric(
+                url, 'modelserver_gateway_requests_total{backend="none",model="digits",protocol="http",status="503"}'
+            ) == 1
+        )
         assert '"request_id":"door-1"' in gateway.log_tail(200)  # an access line like any other
     finally:
         stop_cleanly(gateway)

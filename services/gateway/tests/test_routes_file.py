@@ -35,6 +35,12 @@ def test_duplicate_backends_count_once_and_versions_are_normalised():
     assert routes.models["m"].versions == (("2", 1), ("10", 0))
 
 
+def test_a_canary_between_version_labels():
+    routes = parse('models: {m: {backends: ["h:1"], labels: {"stable": 90, canary: 10, "zero": 0}}}')
+    assert routes.models["m"].labels == (("canary", 10), ("stable", 90), ("zero", 0))
+    assert routes.models["m"].versions == ()
+
+
 def test_no_models_is_allowed_but_empty():
     assert parse("models: {}").models == {}
     assert parse("models:").models == {}
@@ -58,6 +64,12 @@ def test_no_models_is_allowed_but_empty():
         ("models: {m: {backends: ['[nothost]:80']}}", "is not host:port"),
         ("models: {m: {backends: [8080]}}", "is not a host:port string"),
         ("models: {m: {backends: ['h:1'], versions: {x: 1}}}", "version 'x' is not an integer"),
+        ("models: {m: {backends: ['h:1'], labels: {'a/b': 1}}}", "models.m.labels: label 'a/b': labels are"),
+        ("models: {m: {backends: ['h:1'], labels: {1: 1}}}", "models.m.labels: label 1: labels are"),
+        ("models: {m: {backends: ['h:1'], labels: {a: -1}}}", "models.m.labels.a: weight -1 is not"),
+        ("models: {m: {backends: ['h:1'], labels: {a: 0}}}", "models.m.labels: at least one weight"),
+        ("models: {m: {backends: ['h:1'], labels: []}}", "models.m.labels: expected a mapping of label to weight"),
+        ("models: {m: {backends: ['h:1'], labels: {a: 1}, versions: {1: 1}}}", "'versions' or by 'labels', not both"),
         ("models: {m: {backends: ['h:1'], versions: {1: -1}}}", "weight -1"),
         ("models: {m: {backends: ['h:1'], versions: {1: 1.5}}}", "weight 1.5"),
         ("models: {m: {backends: ['h:1'], versions: {1: 0}}}", "at least one weight"),

@@ -145,7 +145,7 @@ def test_a_bad_number_at_reload_is_reported_once_counted_and_the_old_routes_stay
     before = rejected._value.get()
     routes.write_text(f'models: {{digits: {{backends: ["10.0.0.2:{bad}"]}}}}')
     for _ in range(3):  # the first poll sees the edit; the next ones must not report it again
-        watch_files(router, Authenticator((), ""), m)
+        watch_files(router, Authenticator((), ""), Authenticator((), ""), m)
     assert rejected._value.get() == before + 1
     assert labels(router, "digits") == ["10.0.0.1:80"]
     reports = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
@@ -193,3 +193,4 @@ def test_gunicorn_says_why_a_bad_routes_file_stops_it_without_a_traceback(tmp_pa
     assert code == 4, output  # Gunicorn's "App failed to load"
     assert "Traceback" not in output, output
     assert f"{routes}: models.digits.backends: '127.0.0.1:١' is not host:port" in output, output
+

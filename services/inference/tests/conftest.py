@@ -33,3 +33,15 @@ def model_root(tmp_path: Path, digits_version: Path) -> Path:
     root = tmp_path / "models"
     models.copy_version(digits_version, root, "digits", 1)
     return root
+
+
+@pytest.fixture(scope="session")
+def digits_savedmodel(tmp_path_factory: pytest.TempPathFactory, digits_version: Path) -> Path:
+    """The trained digits model exported by Keras 3's model.export (a SavedModel)."""
+    return models.export_savedmodel(digits_version, tmp_path_factory.mktemp("exported") / "1")
+
+
+@pytest.fixture(scope="session")
+def two_signatures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tf.saved_model.save module with two signatures (numbers; strings)."""
+    return models.two_signature_module(tmp_path_factory.mktemp("two") / "1")

@@ -3,8 +3,6 @@ fault, never as ours, and tensors survive encoding and decoding unchanged."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,8 +11,15 @@ from hypothesis import strategies as st
 from services.common import jsoncodec, naturals, requestid
 from services.common.errors import ClientError
 from services.inference import protocol_tfs, protocol_v2
-from services.inference.servable import Servable
-from services.inference.tensors import DATATYPES, TensorSpec, from_bytes, from_typed_json
+from services.inference.servable import DEFAULT_SIGNATURE, Servable, Signature
+from services.inference.tensors import (
+    DATATYPES,
+    TensorSpec,
+    from_bytes,
+    from_typed_json,
+    strings_to_bytes,
+    strings_to_json,
+)
 
 PROPERTIES = settings(max_examples=300, deadline=None, database=None,
                       suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -27,15 +32,23 @@ json_values = st.recursive(
 names = st.sampled_from(["pixels", "ids", "flags", "scale", "probabilities", "emb", "score", ""]) | st.text(max_size=6)
 shapes = st.lists(st.integers(0, 10) | st.sampled_from([10**9, 2**63, -1]), max_size=5)
 tensor = st.fixed_dictionaries(
-    {"name": names | json_values, "shape": shapes | json_values,
-     "datatype": st.sampled_from(sorted(DATATYPES)) | json_values},
-    optional={"data": json_values | st.lists(st.floats(allow_nan=False) | st.integers(-300, 300), max_size=70),
-              "parameters": st.fixed_dictionaries({}, optional={"binary_data_size": st.integers(-1, 300)}) | json_values},
+    {
+        "name": names | json_values,
+        "shape": shapes | json_values,
+        "datatype": st.sampled_from(sorted(DATATYPES)) | json_values,
+    },
+    optional={
+        "data": json_values | st.lists(st.floats(allow_nan=False) | st.integers(-300, 300), max_size=70),
+        "parameters": st.fixed_dictionaries({}, optional={"binary_data_size": st.integers(-1, 300)}) | json_values,
+    },
 )
 v2_payloads = st.fixed_dictionaries(
     {"inputs": st.lists(tensor, max_size=4) | json_values},
-    optional={"id": json_values, "outputs": st.lists(st.fixed_dictionaries({"name": names | json_values})) | json_values,
-              "parameters": json_values},
+    optional={
+        "id": json_values,
+        "outputs": st.lists(st.fixed_dictionaries({"name": names | json_values})) | json_values,
+        "parameters": json_values,
+    },
 )
 tfs_payloads = st.dictionaries(
     st.sampled_from(["instances", "inputs", "signature_name"]) | st.text(max_size=6),
@@ -90,6 +103,11 @@ def arrays(draw):
     dtype = DATATYPES[datatype][0]
     shape = draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))
     count = int(np.prod(shape))
+    if dtype.kind == "O":  # BYTES: text, so that the JSON form (UTF-8) carries it exactly too
+        texts = draw(st.lists(st.text(max_size=6), min_size=count, max_size=count))
+        values = np.empty(count, dtype=object)
+        values[:] = [t.encode("utf-8", "surrogatepass") for t in texts]
+        return datatype, values.reshape(shape)
     if dtype.kind == "b":
         values = draw(st.lists(st.booleans(), min_size=count, max_size=count))
     elif dtype.kind == "f":
@@ -106,16 +124,26 @@ def spec_for(array: np.ndarray) -> TensorSpec:
     return TensorSpec("x", array.dtype, (None, *array.shape[1:]))
 
 
+def binary_of(array: np.ndarray) -> bytes:
+    """The binary extension's layout, as tritonclient writes it."""
+    if array.dtype.kind == "O":
+        return strings_to_bytes(array)
+    return array.astype(array.dtype.newbyteorder("<")).tobytes()
+
+
+def flat_json(array: np.ndarray) -> list:
+    return strings_to_json(array.ravel()) if array.dtype.kind == "O" else array.ravel().tolist()
+
+
 @PROPERTIES
 @given(case=arrays())
 def test_binary_and_json_tensors_round_trip_exactly(case):
     datatype, array = case
     spec = spec_for(array)
-    raw = array.astype(array.dtype.newbyteorder("<")).tobytes()
-    decoded = from_bytes(memoryview(raw), datatype, list(array.shape), spec, "x", allow_nonfinite=False)
+    decoded = from_bytes(memoryview(binary_of(array)), datatype, list(array.shape), spec, "x", allow_nonfinite=False)
     np.testing.assert_array_equal(decoded, array)
     assert decoded.dtype == array.dtype
-    typed = from_typed_json(jsoncodec.loads(jsoncodec.dumps(array.ravel().tolist())), datatype,
+    typed = from_typed_json(jsoncodec.loads(jsoncodec.dumps(flat_json(array))), datatype,
                             list(array.shape), spec, "x", allow_nonfinite=False)
     np.testing.assert_array_equal(typed, array)
 
@@ -125,25 +153,26 @@ def test_binary_and_json_tensors_round_trip_exactly(case):
 def test_a_v2_request_encoded_like_tritonclient_decodes_to_the_same_tensor_and_back(case, as_binary):
     datatype, array = case
     spec = spec_for(array)
-    servable = SimpleNamespace(inputs=(spec,), outputs=(spec,))
+    signature = Signature(DEFAULT_SIGNATURE, (spec,), (spec,), call=lambda *arrays: arrays)
+    servable = Servable("m", 1, {DEFAULT_SIGNATURE: signature})
     entry = {"name": "x", "shape": list(array.shape), "datatype": datatype}
     if as_binary:
-        raw = array.astype(array.dtype.newbyteorder("<")).tobytes()
+        raw = binary_of(array)
         entry["parameters"] = {"binary_data_size": len(raw)}
         header = jsoncodec.dumps({"inputs": [entry], "parameters": {"binary_data_output": True}})
         json_part, binary = protocol_v2.split_binary(header + raw, str(len(header)))
     else:
-        entry["data"] = array.ravel().tolist()
+        entry["data"] = flat_json(array)
         json_part, binary = protocol_v2.split_binary(jsoncodec.dumps({"inputs": [entry]}), None)
     request = protocol_v2.parse_infer(jsoncodec.loads(json_part), binary, servable, allow_nonfinite=False)
     np.testing.assert_array_equal(request.arrays[0], array)
-    body, header_length = protocol_v2.infer_response("m", 1, request, request.arrays, servable)
+    body, header_length = protocol_v2.infer_response("m", 1, request, request.arrays)
     meta = jsoncodec.loads(body[:header_length] if header_length else body)["outputs"][0]
     assert meta["shape"] == list(array.shape) and meta["datatype"] == datatype
     if header_length:
-        back = np.frombuffer(body[header_length:], dtype=array.dtype.newbyteorder("<")).reshape(array.shape)
+        back = from_bytes(body[header_length:], datatype, meta["shape"], spec, "x", allow_nonfinite=False)
     else:
-        back = np.array(meta["data"], dtype=array.dtype).reshape(array.shape)
+        back = from_typed_json(meta["data"], datatype, meta["shape"], spec, "x", allow_nonfinite=False)
     np.testing.assert_array_equal(back, array)
 
 

@@ -23,7 +23,9 @@ def server(tmp_path_factory, digits_version, multi_version):
     root = tmp_path_factory.mktemp("fuzzed") / "models"
     models.copy_version(digits_version, root, "digits", 1)
     models.copy_version(multi_version, root, "multi", 1)
-    process, url = start_inference(root, root.parent / "server.log")
+    # Model control off: the fuzzer would unload the models and the rest of the run would fuzz
+    # 503s (the repository calls' parsing is tested in test_triton_extensions).
+    process, url = start_inference(root, root.parent / "server.log", env={"INFERENCE_REPOSITORY_CONTROL": "off"})
     yield url
     assert process.stop() == 0, process.log_tail()
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from services.common import lifecycle
 from services.common.errors import register_error_handlers
 from services.inference import routes
 from services.inference.config import load_settings
 from services.inference.metrics import metrics
 from services.inference.model_store import ModelStore
+from services.inference.repository import Repository
+from services.runtime import lifecycle
 
 
 class _Admission:
@@ -42,7 +43,11 @@ def loading(tmp_path: Path):
     settings = load_settings(model_root=tmp_path, queue_budget_ms=50.0)
     app = Flask(__name__)
     register_error_handlers(app)
-    app.register_blueprint(routes.build(store, settings, metrics(), _Admission()))
+    app.register_blueprint(
+        routes.build(
+            store, settings, metrics(), _Admission(), Repository(tmp_path / "repository", store, wait_seconds=1)
+        )
+    )
     yield app.test_client()
     release.set()
     scan.join(10)

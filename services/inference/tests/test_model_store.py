@@ -14,11 +14,11 @@ from services.inference.serving import loader
 from tests.support import models
 
 
-def make_store(root: Path, **settings) -> ModelStore:
+def make_store(root: Path, on_change=None, **settings) -> ModelStore:
     config = load_settings(model_root=root, max_batch_size=4, **settings)
     return ModelStore(
         root, loader(config, metrics()), kept_versions=config.kept_versions,
-        allow_signature_change=config.allow_signature_change,
+        allow_signature_change=config.allow_signature_change, on_change=on_change,
     )
 
 
@@ -66,7 +66,8 @@ def test_a_new_version_is_loaded_once_its_file_settles_then_swapped_in(model_roo
     ],
 )
 def test_a_bad_version_is_reported_and_never_replaces_the_serving_one(model_root, breakage, message):
-    store = make_store(model_root)
+    changes = []  # the app publishes its metrics (modelserver_model_load_failed) from these
+    store = make_store(model_root, on_change=lambda model: changes.append(dict(model.statuses)))
     store.scan(initial=True)
     target = model_root / "digits" / "2"
     if breakage == "garbage":
@@ -82,9 +83,33 @@ def test_a_bad_version_is_reported_and_never_replaces_the_serving_one(model_root
     assert status.state == END and message in status.error
     assert store.get("digits")[0] == 1
     assert store.model("digits").statuses[1].state == AVAILABLE
+    assert changes[-1][2].error == status.error  # the failure was announced
     # Unchanged bad files are not retried on every poll.
+    announced = len(changes)
     store.scan()
     assert store.model("digits").statuses[2].error == status.error
+    assert len(changes) == announced
+    # Its files removed, it is no longer reported as failed (and announced so).
+    shutil.rmtree(target)
+    store.scan()
+    assert store.model("digits").statuses[2] == type(status)(2, END)
+    assert changes[-1][2].error == "" and len(changes) == announced + 1
+
+
+def test_a_savedmodel_loads_once_its_variables_settle_too(tmp_path, two_signatures):
+    root = tmp_path / "models"
+    models.copy_version(two_signatures, root, "two", 1)
+    store = make_store(root)
+    store.scan(initial=True)
+    assert store.get("two")[1].servable.platform == "tensorflow_savedmodel"
+    target = models.copy_version(two_signatures, root, "two", 2)
+    store.scan()  # first sight
+    (target / "variables" / "variables.data-00000-of-00001").touch()  # still being written
+    store.scan()
+    assert store.get("two")[0] == 1 and 2 not in store.model("two").statuses
+    store.scan()
+    version, served = store.get("two")
+    assert version == 2 and set(served.batchers) == {"serving_default", "classify_cats_vs_dogs"}
 
 
 def test_removed_versions_unload_but_never_the_last_one(model_root, digits_version):
@@ -118,3 +143,60 @@ def test_policy_all_keeps_every_version(model_root, digits_version):
     store = make_store(model_root, version_policy="all")
     store.scan(initial=True)
     assert sorted(store.model("digits").served) == [1, 2, 3]
+
+
+def test_an_unloaded_model_serves_nothing_and_loads_at_once_when_asked(model_root, digits_version):
+    unloaded: set[str] = set()
+    config = load_settings(model_root=model_root, max_batch_size=4)
+    store = ModelStore(model_root, loader(config, metrics()), unloaded=lambda: frozenset(unloaded))
+    store.scan(initial=True)
+    assert store.ready() and store.get("digits")[0] == 1
+    unloaded.add("digits")
+    store.scan()
+    assert not store.model("digits").served and store.model("digits").statuses[1].state == END
+    assert store.ready()  # unloaded on purpose: not a model still loading
+    add_version(digits_version, model_root, 2)
+    store.scan()
+    assert not store.model("digits").served  # a new version of an unloaded model stays out
+    unloaded.clear()
+    store.scan(now={"digits"})  # asked for by name: no wait for the files to settle
+    assert sorted(store.model("digits").served) == [1, 2]
+
+
+def test_config_sources_policies_and_labels_that_follow_loading(model_root, digits_version, tmp_path):
+    from services.inference.model_store import ModelSource
+
+    add_version(digits_version, model_root, 2)
+    store = make_store(tmp_path / "unused")
+    base = model_root / "digits"
+    store.configure({"d": ModelSource("d", base, None, frozenset({1}), {"stable": 1, "next": 2})})
+    store.scan(initial=True)
+    assert sorted(store.model("d").served) == [1] and store.labelled("d", "stable") == 1
+    with pytest.raises(NotFound, match="no version label 'next'"):
+        store.labelled("d", "next")  # version 2 is not loaded: the label is refused
+    assert store.errors() == {"d": "label 'next': version 2 is not available; not assigned"}
+    # Move 'stable' to 2 before 2 is served: it stays on 1 ...
+    store.configure({"d": ModelSource("d", base, None, frozenset({1}), {"stable": 2})})
+    store.scan()
+    assert store.labelled("d", "stable") == 1 and "still version 1" in store.errors()["d"]
+    # ... and moves once the policy lets 2 load; retiring 1 then leaves the label on 2.
+    changed = store.configure({"d": ModelSource("d", base, 1, None, {"stable": 2})})
+    store.scan(now=changed)
+    assert sorted(store.model("d").served) == [2] and store.labelled("d", "stable") == 2
+    assert store.errors() == {}
+    # A version a label names stays loaded past the policy until the label moves off it.
+    add_version(digits_version, model_root, 3)
+    store.configure({"d": ModelSource("d", base, 1, None, {"stable": 2, "old": 2})})
+    store.scan(initial=True)
+    assert sorted(store.model("d").served) == [2, 3]
+    assert store.get_labelled("d", "stable")[0] == 2
+    store.configure({"d": ModelSource("d", base, 1, None, {"stable": 3})})
+    store.scan()
+    assert sorted(store.model("d").served) == [3] and store.get_labelled("d", "stable")[0] == 3
+    # A model added later with a wrong base path is reported, and does not make the store unready.
+    store.configure({"d": ModelSource("d", base, 1), "typo": ModelSource("typo", tmp_path / "nope", 1)})
+    store.scan()
+    assert store.ready() and "cannot read" in store.errors()["typo"]
+    store.configure({})
+    store.scan()
+    assert store.names() == [] and not store.ready()

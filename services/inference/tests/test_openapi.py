@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common import openapi as oa
 from services.inference import openapi
+from services.protocol import openapi as oa
+from tests.support import openapi_routes
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +21,8 @@ def app(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_every_route_is_documented_and_every_documented_path_is_served(app):
-    served = {(t, m) for t, m in oa.flask_routes(app) if t not in openapi.UNDOCUMENTED}
-    documented = oa.documented(openapi.build_document())
+    served = {(t, m) for t, m in openapi_routes.flask_routes(app) if t not in openapi.UNDOCUMENTED}
+    documented = openapi_routes.documented(openapi.build_document())
     assert served - documented == set(), "routes missing from the document"
     assert documented - served == set(), "documented paths the service does not serve"
 

@@ -25,15 +25,16 @@ def image(value=0.5, rows=1):
 
 
 def test_tfs_row_and_columnar_formats(digits):
-    arrays, rows = protocol_tfs.parse_predict({"instances": image(rows=2).tolist()}, digits, allow_nonfinite=False)
-    assert rows and arrays[0].shape == (2, 8, 8, 1)
-    arrays, rows = protocol_tfs.parse_predict({"inputs": {"pixels": image().tolist()}}, digits, allow_nonfinite=False)
-    assert not rows and arrays[0].shape == (1, 8, 8, 1)
-    named, _ = protocol_tfs.parse_predict({"instances": [{"pixels": image()[0].tolist()}]}, digits, allow_nonfinite=False)
-    assert named[0].shape == (1, 8, 8, 1)
-    result = digits.predict(arrays)
-    assert set(protocol_tfs.predict_response(result, digits, True)) == {"predictions"}
-    assert set(protocol_tfs.predict_response(result, digits, False)) == {"outputs"}
+    rows = protocol_tfs.parse_predict({"instances": image(rows=2).tolist()}, digits, allow_nonfinite=False)
+    assert rows.row_format and rows.arrays[0].shape == (2, 8, 8, 1)
+    assert rows.signature is digits.default
+    columns = protocol_tfs.parse_predict({"inputs": {"pixels": image().tolist()}}, digits, allow_nonfinite=False)
+    assert not columns.row_format and columns.arrays[0].shape == (1, 8, 8, 1)
+    named = protocol_tfs.parse_predict({"instances": [{"pixels": image()[0].tolist()}]}, digits, allow_nonfinite=False)
+    assert named.arrays[0].shape == (1, 8, 8, 1)
+    result = digits.predict(columns.arrays)
+    assert set(protocol_tfs.predict_response(result, digits.default, True)) == {"predictions"}
+    assert set(protocol_tfs.predict_response(result, digits.default, False)) == {"outputs"}
 
 
 @pytest.mark.parametrize(
@@ -55,8 +56,9 @@ def test_tfs_request_errors(digits, payload, match):
 
 def test_tfs_multi_output_rows_are_objects_keyed_by_output(multi):
     instance = {"ids": [1, 2, 3], "flags": [True, False], "scale": [0.5, 1.5]}
-    arrays, rows = protocol_tfs.parse_predict({"instances": [instance, instance]}, multi, allow_nonfinite=False)
-    body = jsoncodec.loads(jsoncodec.dumps(protocol_tfs.predict_response(multi.predict(arrays), multi, rows)))
+    request = protocol_tfs.parse_predict({"instances": [instance, instance]}, multi, allow_nonfinite=False)
+    response = protocol_tfs.predict_response(multi.predict(request.arrays), request.signature, request.row_format)
+    body = jsoncodec.loads(jsoncodec.dumps(response))
     assert len(body["predictions"]) == 2
     assert set(body["predictions"][0]) == {"emb", "score"}
     assert len(body["predictions"][0]["emb"]) == 6
@@ -84,7 +86,7 @@ def test_v2_json_request_and_response(digits):
                                       "data": image(rows=2).ravel().tolist()}]}
     request = v2_request(digits, payload)
     results = digits.predict(request.arrays)
-    body, header_length = protocol_v2.infer_response("digits", 1, request, results, digits)
+    body, header_length = protocol_v2.infer_response("digits", 1, request, results)
     assert header_length is None
     decoded = jsoncodec.loads(body)
     assert decoded["id"] == "7" and decoded["model_name"] == "digits" and decoded["model_version"] == "1"
@@ -104,7 +106,7 @@ def test_v2_binary_request_and_binary_output(digits):
     request = v2_request(digits, jsoncodec.loads(json_part), binary)
     np.testing.assert_array_equal(request.arrays[0], tensor)
     results = digits.predict(request.arrays)
-    body, header_length = protocol_v2.infer_response("digits", 1, request, results, digits)
+    body, header_length = protocol_v2.infer_response("digits", 1, request, results)
     meta = jsoncodec.loads(body[:header_length])
     size = meta["outputs"][0]["parameters"]["binary_data_size"]
     raw = np.frombuffer(body[header_length:header_length + size], "<f4").reshape(3, 10)

