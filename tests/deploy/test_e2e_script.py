@@ -90,12 +90,14 @@ def test_every_cluster_command_names_the_kind_context(dry_run):
 
 def test_the_tests_reach_nginx_through_the_kind_port_mapping(dry_run):
     cluster = yaml.safe_load((REPO / "k8s/kind-cluster.yaml").read_text())
-    (mapping,) = cluster["nodes"][0]["extraPortMappings"]
+    http, grpc = cluster["nodes"][0]["extraPortMappings"]
     values = yaml.safe_load((REPO / "k8s/kind-values.yaml").read_text())
-    assert values["nginx"]["service"] == {"type": "NodePort", "nodePort": mapping["containerPort"]}
-    assert mapping["listenAddress"] == "127.0.0.1"
+    assert values["nginx"]["service"] == {"type": "NodePort", "nodePort": http["containerPort"],
+                                          "grpcNodePort": grpc["containerPort"]}
+    assert http["listenAddress"] == grpc["listenAddress"] == "127.0.0.1"
     (pytest_run,) = [c for c in commands(dry_run) if "-m pytest tests/e2e" in c]
-    assert f"E2E_BASE_URL=http://127.0.0.1:{mapping['hostPort']}" in pytest_run
+    assert f"E2E_BASE_URL=http://127.0.0.1:{http['hostPort']}" in pytest_run
+    assert f"E2E_GRPC_ADDRESS=127.0.0.1:{grpc['hostPort']}" in pytest_run
     assert "E2E_KUBE_CONTEXT=kind-modelserver-e2e" in pytest_run
 
 

@@ -6,12 +6,16 @@ They need a cluster with the chart installed (`make e2e` sets everything up on k
   E2E_NAMESPACE      namespace of the release (default modelserver-e2e)
   E2E_RELEASE        release name (default modelserver)
   E2E_MODEL          model to send predictions to (default digits)
-The load is bounded in requests and seconds and goes only to E2E_BASE_URL.
+  E2E_GRPC_ADDRESS   nginx's gRPC port as a client reaches it, host:port (the gRPC cases
+                     are skipped without it)
+The load is bounded in requests and seconds and goes only to E2E_BASE_URL and E2E_GRPC_ADDRESS.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +29,7 @@ BASE_URL = os.environ.get("E2E_BASE_URL", "http://127.0.0.1:30080").rstrip("/")
 NAMESPACE = os.environ.get("E2E_NAMESPACE", "modelserver-e2e")
 RELEASE = os.environ.get("E2E_RELEASE", "modelserver")
 MODEL = os.environ.get("E2E_MODEL", "digits")
+GRPC_ADDRESS = os.environ.get("E2E_GRPC_ADDRESS", "")
 DIGIT = (Path(__file__).resolve().parents[2] / "examples/digit-0.json").read_bytes()
 
 pytestmark = pytest.mark.skipif(
@@ -126,6 +131,35 @@ def predict(session: requests.Session) -> requests.Response:
                         headers={"Content-Type": "application/json"}, timeout=30)
 
 
+def http_load(concurrency: int, max_seconds: float) -> Load:
+    """Clients that each keep one HTTP/1.1 connection open (requests.Session)."""
+    return Load(predict, concurrency=concurrency, max_seconds=max_seconds)
+
+
+def grpc_load(concurrency: int, max_seconds: float) -> Load:
+    """Clients that each keep one channel (one HTTP/2 connection to an nginx pod) for all their
+    calls, as a TF Serving client does with its PredictionServiceStub; no wait_for_ready, so a
+    call the stack cannot take fails at once instead of waiting for a connection."""
+    if not GRPC_ADDRESS:
+        pytest.skip("set E2E_GRPC_ADDRESS (nginx's gRPC Service port, host:port) for the gRPC cases")
+    import numpy as np
+
+    from tests.support.grpc_clients import TFServing, load_send, predict_request
+
+    request = predict_request(MODEL, np.asarray(json.loads(DIGIT)["instances"], dtype=np.float32))
+    clients = threading.local()
+
+    def call() -> int:
+        if not hasattr(clients, "tfs"):
+            clients.tfs = TFServing(GRPC_ADDRESS)
+        return clients.tfs.predict(request).model_spec.version.value
+
+    return Load(load_send(call), concurrency=concurrency, max_seconds=max_seconds)
+
+
+LOADS = {"http": http_load, "grpc": grpc_load}
+
+
 def assert_no_failures(load: Load, event: str = "") -> None:
     result = load.result
     assert result.total > 0
@@ -146,11 +180,12 @@ def test_the_stack_answers_through_nginx():
 
 
 @pytest.mark.timeout(900)
-def test_a_rolling_model_upgrade_under_load_fails_no_request(cluster):
+@pytest.mark.parametrize("protocol", LOADS)
+def test_a_rolling_model_upgrade_under_load_fails_no_request(cluster, protocol):
     deployment = cluster.deployment(f"inference-{MODEL}")
     name = deployment.metadata.name
     old_pods = {pod.metadata.name for pod in cluster.pods(deployment)}
-    with Load(predict, concurrency=4, max_seconds=800) as load:
+    with LOADS[protocol](4, 800) as load:
         load.wait_for(50)
         # A new pod template is what `helm upgrade --set inference.models.<m>.image.tag=<new>`
         # produces; an annotation makes the same rollout without needing a second image.
@@ -158,7 +193,7 @@ def test_a_rolling_model_upgrade_under_load_fails_no_request(cluster):
         cluster.apps.patch_namespaced_deployment(name, NAMESPACE, patch)
         cluster.wait_replaced(name, old_pods)
         load.wait_for(load.result.total + 50)  # and traffic keeps flowing after it
-    assert_no_failures(load, f"rollout of {name}")
+    assert_no_failures(load, f"rollout of {name} ({protocol})")
     assert not old_pods & {pod.metadata.name for pod in cluster.pods(cluster.deployment(f"inference-{MODEL}"))}
 
 
@@ -169,34 +204,38 @@ KEEPALIVE_CLIENTS = 8
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("protocol", LOADS)
 @pytest.mark.parametrize("component", [f"inference-{MODEL}", "gateway", "nginx"])
-def test_a_pod_deleted_under_load_fails_no_request(cluster, component):
+def test_a_pod_deleted_under_load_fails_no_request(cluster, component, protocol):
     """A pod is deleted as a node drain or `kubectl delete pod` would: preStop pause, then drain.
     nginx included: during its pause it answers `Connection: close` to keep-alive connections
-    older than keepalive_time, so none is still open on it when its graceful stop begins."""
+    older than keepalive_time, so none is still open on it when its graceful stop begins (over
+    gRPC, keepalive_time ends an HTTP/2 connection with GOAWAY: the client's next call opens
+    a new one, to a live pod)."""
     deployment = cluster.deployment(component)
     ready = cluster.ready_pods(component)
     assert len(ready) >= 2, "the chart runs at least two replicas"
     victim = ready[0].metadata.name
-    with Load(predict, concurrency=KEEPALIVE_CLIENTS, max_seconds=500) as load:
+    with LOADS[protocol](KEEPALIVE_CLIENTS, 500) as load:
         load.wait_for(50)
         cluster.core.delete_namespaced_pod(victim, NAMESPACE)
         cluster.wait_pod_gone(victim)
         cluster.wait_rolled_out(deployment.metadata.name)
         load.wait_for(load.result.total + 50)
-    assert_no_failures(load, f"{component} pod deleted")
+    assert_no_failures(load, f"{component} pod deleted ({protocol})")
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.parametrize("protocol", LOADS)
 @pytest.mark.parametrize("component", ["nginx", "gateway"])
-def test_a_rollout_restart_under_load_fails_no_request(cluster, component):
+def test_a_rollout_restart_under_load_fails_no_request(cluster, component, protocol):
     """`kubectl rollout restart`: every pod replaced, one at a time, under keep-alive clients."""
     old = {p.metadata.name for p in cluster.pods(cluster.deployment(component))}
-    with Load(predict, concurrency=KEEPALIVE_CLIENTS, max_seconds=800) as load:
+    with LOADS[protocol](KEEPALIVE_CLIENTS, 800) as load:
         load.wait_for(50)
         cluster.wait_replaced(cluster.restart(component), old)
         load.wait_for(load.result.total + 50)
-    assert_no_failures(load, f"{component} rollout restart")
+    assert_no_failures(load, f"{component} rollout restart ({protocol})")
     assert not old & {p.metadata.name for p in cluster.pods(cluster.deployment(component))}
 
 

@@ -87,7 +87,7 @@ def test_routes_file_changes_under_load_apply_without_errors(replicas, tmp_path)
         assert result.seen["1"] >= 100 and result.seen["2"] >= 100
         assert gateway_metric(url, 'modelserver_gateway_reloads_total{file="routes",result="applied"}') == 2
         assert gateway_metric(url, 'modelserver_gateway_reloads_total{file="routes",result="rejected"}') == 2
-        assert "routes file rejected" in gateway.log_tail(400)
+        assert "routes file rejected" in gateway.log_path.read_text()  # 8 clients log hundreds of lines after it
     finally:
         stop_cleanly(gateway)
 
